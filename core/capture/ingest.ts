@@ -1,0 +1,235 @@
+/**
+ * Ingest: drives frames from taps and capture files through store -> pipeline -> catalog.
+ *
+ * Copy mode: every frame is appended to camtap's own pcapng segments and indexed there.
+ * In-place mode (`import --in-place`): the capture file itself is registered as an
+ * external segment and indexed where it lies (a hardware tap's network storage), so
+ * locations are (that segment, the record's offset in the file).
+ *
+ * The packet path is synchronous; catalog writes are queued on one promise chain from
+ * snapshots taken synchronously, so they never interleave and never block capture.
+ */
+import { readdirSync, statSync } from 'node:fs';
+import path from 'node:path';
+import type { StoreLocation, TapFrame } from '../contracts/frame.js';
+import type { Logger } from '../contracts/logger.js';
+import type { SegmentRecord } from '../contracts/records.js';
+import type { Catalog } from '../catalog/catalog.js';
+import type { SegmentInfo, SegmentStore } from '../store/segment-store.js';
+import { CaptureParser, type CaptureRecord, type CaptureFormat } from '../wire/capture-file.js';
+import { CamtapError } from '../errors.js';
+import type { CapturePipeline } from './pipeline.js';
+import { open as fsOpen } from 'node:fs/promises';
+
+const CAPTURE_EXT = /\.(pcap|pcapng|cap|dmp|pcap\d+)(\.\d+)?$/i;
+
+/** Files of a list of files and folders (folders walked recursively for capture names), sorted. */
+export function expandCapturePaths(paths: string[]): string[] {
+  const out: string[] = [];
+  const walk = (p: string) => {
+    let st;
+    try {
+      st = statSync(p);
+    } catch (e) {
+      throw new CamtapError('CAMTAP_ERR_CAPTURE_OPEN', { file: p, reason: (e as NodeJS.ErrnoException).code ?? (e as Error).message });
+    }
+    if (st.isDirectory()) {
+      for (const n of readdirSync(p).sort()) {
+        const q = path.join(p, n);
+        if (statSync(q).isDirectory() || CAPTURE_EXT.test(n)) walk(q);
+      }
+    } else out.push(path.resolve(p));
+  };
+  for (const p of paths) walk(p);
+  return out;
+}
+
+export interface FileResult {
+  file: string;
+  format: CaptureFormat | null;
+  records: number;
+  bytes: number;
+  segment: number | null;
+  errors: CamtapError[];
+}
+
+export interface IngestFileOptions {
+  tapId: number;
+  tapName: string;
+  /** Index the file where it lies instead of copying it into the store. */
+  inPlace: boolean;
+  /** Reindex: the file is this existing segment (own or external); frames keep the tap their interface names. */
+  segment?: SegmentInfo;
+  tapIdOf?: (interfaceName: string | null) => number;
+  signal?: AbortSignal;
+  onChunk?: (bytesRead: number, records: number) => void;
+}
+
+export interface IngestDeps {
+  log: Logger;
+  store: SegmentStore;
+  catalog: Catalog;
+  pipeline: CapturePipeline;
+}
+
+export interface Progress {
+  file: string;
+  fileIndex: number;
+  files: number;
+  bytesDone: number;
+  bytesTotal: number;
+  packets: number;
+}
+
+export class Ingest {
+  readonly #d: IngestDeps;
+  #chain: Promise<void> = Promise.resolve();
+  #chainError: unknown = null;
+  readonly #segmentStreams = new Map<number, string[]>();
+
+  constructor(deps: IngestDeps) {
+    this.#d = deps;
+  }
+
+  /** The sink a live tap feeds in copy mode. */
+  readonly sink = (frame: TapFrame): void => {
+    const loc = this.#d.store.append(frame);
+    this.#d.pipeline.process(frame, loc);
+  };
+
+  /** Called by the store when it seals one of its segments. */
+  onSeal(seg: SegmentInfo): void {
+    const ids = this.#d.pipeline.sealSegment(seg.id);
+    this.#segmentStreams.set(seg.id, ids);
+    this.#queueSegment(seg, ids);
+  }
+
+  #queueSegment(seg: SegmentInfo, ids: string[]): void {
+    const rec: SegmentRecord = {
+      id: seg.id,
+      path: seg.path,
+      format: seg.format,
+      external: seg.external,
+      sealed: seg.sealed,
+      bytes: seg.bytes,
+      packets: seg.packets,
+      startNs: (seg.firstTsNs ?? 0n).toString(),
+      endNs: (seg.lastTsNs ?? 0n).toString(),
+      streams: ids,
+    };
+    this.#enqueue(() => this.#d.catalog.putSegments([rec]));
+  }
+
+  #enqueue(fn: () => Promise<void>): void {
+    this.#chain = this.#chain.then(fn).catch((e) => {
+      this.#chainError ??= e;
+      this.#d.log.error({ err: (e as Error).message }, 'catalog write failed');
+    });
+  }
+
+  /** Queues a catalog write of everything that changed since the last checkpoint. */
+  checkpoint(): void {
+    const snap = this.#d.pipeline.snapshot(true);
+    const c = this.#d.catalog;
+    this.#enqueue(async () => {
+      if (snap.streams.length) await c.putStreams(snap.streams);
+      if (snap.sessions.length) await c.putSessions(snap.sessions.map((s) => structuredClone(s)));
+      if (snap.transactions.length) await c.putTransactions(snap.transactions);
+      if (snap.cameras.length) await c.putCameras(snap.cameras);
+      if (snap.vms.length) await c.putVms(snap.vms);
+    });
+  }
+
+  /** Waits for queued catalog writes; rethrows the first failure. */
+  async drain(): Promise<void> {
+    await this.#chain;
+    if (this.#chainError) {
+      const e = this.#chainError;
+      this.#chainError = null;
+      throw e;
+    }
+  }
+
+  /**
+   * Reads one capture file through the pipeline. Bad records do not stop the read: the
+   * parser resyncs and every error (naming file and offset) is returned; every good
+   * packet before and after is kept.
+   */
+  async ingestFile(file: string, opts: IngestFileOptions): Promise<FileResult> {
+    const { store, pipeline } = this.#d;
+    let fh;
+    try {
+      fh = await fsOpen(file, 'r');
+    } catch (e) {
+      throw new CamtapError('CAMTAP_ERR_CAPTURE_OPEN', { file, reason: (e as NodeJS.ErrnoException).code ?? (e as Error).message });
+    }
+    const size = (await fh.stat()).size;
+    const parser = new CaptureParser({ file, tapId: opts.tapId, resync: true });
+    let seg: SegmentInfo | null = opts.segment ?? null;
+    const loc: StoreLocation = { segment: seg ? seg.id : -1, offset: 0 };
+    let onRecord: (r: CaptureRecord) => void;
+    let first: CaptureRecord | null = null;
+    let lastSec = 0, lastNsec = 0;
+    const track = (r: CaptureRecord) => {
+      if (first === null) first = { ...r };
+      lastSec = r.tsSec;
+      lastNsec = r.tsNsec;
+    };
+    if (opts.segment && opts.tapIdOf) {
+      const tapOf = opts.tapIdOf;
+      const tapByIface: number[] = [];
+      onRecord = (r) => {
+        let t = tapByIface[r.interfaceId];
+        if (t === undefined) t = tapByIface[r.interfaceId] = tapOf(parser.interfaces[r.interfaceId]?.name ?? null);
+        r.tapId = t;
+        loc.offset = r.fileOffset;
+        pipeline.process(r, loc);
+      };
+    } else if (opts.inPlace) {
+      onRecord = (r) => {
+        if (seg === null) {
+          seg = store.addExternal(file, parser.format!, size);
+          loc.segment = seg.id;
+        }
+        track(r);
+        loc.offset = r.fileOffset;
+        pipeline.process(r, loc);
+      };
+    } else {
+      onRecord = (r) => pipeline.process(r, store.append(r, opts.tapName));
+    }
+    const chunk = Buffer.allocUnsafe(4 << 20);
+    let pos = 0;
+    let fatal: CamtapError | null = null;
+    try {
+      for (;;) {
+        if (opts.signal?.aborted) throw new CamtapError('CAMTAP_ERR_INTERRUPTED', { reason: `import of ${file} stopped at offset ${parser.offset}` });
+        const { bytesRead } = await fh.read(chunk, 0, chunk.length, pos);
+        if (bytesRead === 0) break;
+        pos += bytesRead;
+        // The parser's views into `chunk` are only used synchronously, so the buffer can be reused.
+        parser.push(chunk.subarray(0, bytesRead), onRecord);
+        opts.onChunk?.(pos, parser.records);
+        if (!opts.inPlace) store.flush();
+        this.checkpoint();
+      }
+      parser.end();
+    } catch (e) {
+      if (e instanceof CamtapError && e.code !== 'CAMTAP_ERR_INTERRUPTED') fatal = e;
+      else throw e;
+    } finally {
+      await fh.close();
+    }
+    const errors = [...parser.errors];
+    if (fatal && !errors.includes(fatal)) errors.push(fatal);
+    if ((opts.inPlace || opts.segment) && seg !== null) {
+      const s = seg as SegmentInfo;
+      const ids = pipeline.sealSegment(s.id);
+      const f = first as CaptureRecord | null;
+      const firstTsNs = opts.segment ? s.firstTsNs : f ? BigInt(f.tsSec) * 1_000_000_000n + BigInt(f.tsNsec) : null;
+      const lastTsNs = opts.segment ? s.lastTsNs : f ? BigInt(lastSec) * 1_000_000_000n + BigInt(lastNsec) : null;
+      this.#queueSegment({ ...s, packets: opts.segment ? s.packets : parser.records, sealed: true, bytes: size, firstTsNs, lastTsNs }, ids);
+    }
+    return { file, format: parser.format, records: parser.records, bytes: size, segment: seg ? (seg as SegmentInfo).id : null, errors };
+  }
+}

@@ -1,0 +1,400 @@
+#!/usr/bin/env node
+/**
+ * The `camtap` command. Output for people on stdout (tables), `--json` for programs,
+ * logs and progress on stderr. Every command takes `--data DIR` (or CAMTAP_DATA,
+ * default ./data) and `--config FILE` (or CAMTAP_CONFIG).
+ */
+import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { loadConfig, type Config } from './config.js';
+import { createLogger } from './logger.js';
+import { createCamtap, type Camtap } from './container.js';
+import { CamtapError, isCamtapError } from './errors.js';
+import { expandCapturePaths, type FileResult } from './capture/ingest.js';
+import type { Tap, TapConfig } from './contracts/plugin.js';
+import type { CameraRecord, SessionRecord, StreamRecord, VmsRecord } from './contracts/records.js';
+
+const HELP = `camtap — capture, archive and index IP camera <-> VMS traffic
+
+Usage: camtap <command> [options]
+
+Commands:
+  import <files|folders>...   ingest PCAP/PCAPNG captures (--in-place: index them where they lie)
+  capture                     run the configured live taps until Ctrl-C (--tap NAME, --duration SECS)
+  streams                     RTP streams learned (camera, destination, codec, span, packets, loss)
+  sessions                    RTSP dialogs learned (URL, transport, ports, session id, auth)
+  inventory                   VMSs and the cameras they use
+  segments                    stored segments
+  taps [explain <tap>]        configured taps; explain prints a tap's native filter
+  reindex                     rebuild index and catalog from the stored segments
+  demo                        import the bundled demo capture and list its streams
+
+Options:
+  --data DIR       data directory (env CAMTAP_DATA, default ./data)
+  --config FILE    YAML config (env CAMTAP_CONFIG; embedded defaults without one)
+  --json           machine-readable output
+  -h, --help       this help
+`;
+
+interface Globals {
+  config: Config;
+  json: boolean;
+}
+
+function out(s: string): void {
+  process.stdout.write(s.endsWith('\n') ? s : s + '\n');
+}
+
+function table(rows: Array<Record<string, string | number | null>>, cols: string[]): string {
+  if (rows.length === 0) return '(none)';
+  const w = cols.map((c) => Math.max(c.length, ...rows.map((r) => String(r[c] ?? '').length)));
+  const line = (vals: string[]) => vals.map((v, i) => v.padEnd(w[i]!)).join('  ').trimEnd();
+  return [line(cols), ...rows.map((r) => line(cols.map((c) => String(r[c] ?? ''))))].join('\n');
+}
+
+function human(n: number): string {
+  if (n >= 1e9) return (n / 1e9).toFixed(2) + ' G';
+  if (n >= 1e6) return (n / 1e6).toFixed(2) + ' M';
+  if (n >= 1e3) return (n / 1e3).toFixed(1) + ' k';
+  return String(Math.round(n));
+}
+
+/** Progress on stderr: a redrawn line on a terminal, a line every 2 s otherwise. */
+class ProgressBar {
+  readonly #t0 = Date.now();
+  #last = 0;
+  readonly #tty = process.stderr.isTTY === true;
+  update(file: string, bytes: number, total: number, packets: number, force = false): void {
+    const now = Date.now();
+    if (!force && now - this.#last < (this.#tty ? 200 : 2000)) return;
+    this.#last = now;
+    const secs = Math.max((now - this.#t0) / 1000, 0.001);
+    const frac = total > 0 ? Math.min(bytes / total, 1) : 0;
+    const eta = frac > 0 ? secs / frac - secs : 0;
+    const width = 24;
+    const bar = '#'.repeat(Math.round(frac * width)).padEnd(width, '.');
+    const msg = `[${bar}] ${(frac * 100).toFixed(1).padStart(5)}%  ${human(packets)} pkts  ${human(packets / secs)} pkt/s  ${human(bytes / secs)}B/s  ETA ${eta.toFixed(0)}s  ${path.basename(file)}`;
+    process.stderr.write(this.#tty ? `\r${msg}\x1b[K` : msg + '\n');
+  }
+  done(): void {
+    if (this.#tty) process.stderr.write('\n');
+  }
+}
+
+async function withCamtap<T>(g: Globals, fn: (c: Camtap) => Promise<T>): Promise<T> {
+  const log = createLogger(g.config.log.level);
+  const c = await createCamtap(g.config, log);
+  for (const r of c.recovered) log.warn({ segment: r.segment, path: r.path, cutBytes: r.cutBytes, packets: r.packets }, 'recovered an unsealed segment after a crash: torn tail cut');
+  let stopping = false;
+  const onSig = () => {
+    if (stopping) process.exit(130);
+    stopping = true;
+  };
+  process.once('SIGINT', onSig);
+  process.once('SIGTERM', onSig);
+  try {
+    return await fn(c);
+  } finally {
+    await c.close();
+    process.off('SIGINT', onSig);
+    process.off('SIGTERM', onSig);
+  }
+}
+
+async function cmdImport(g: Globals, args: string[], inPlace: boolean): Promise<number> {
+  if (args.length === 0) throw new CamtapError('CAMTAP_ERR_USAGE', { reason: 'import needs at least one capture file or folder' });
+  const files = expandCapturePaths(args);
+  if (files.length === 0) throw new CamtapError('CAMTAP_ERR_USAGE', { reason: `no capture files (.pcap, .pcapng, .cap) under ${args.join(', ')}` });
+  const results: FileResult[] = [];
+  const ac = new AbortController();
+  const stop = () => ac.abort();
+  process.once('SIGINT', stop);
+  try {
+    await withCamtap(g, async (c) => {
+      const { ingest, catalog, pipeline } = c.cradle;
+      const tapId = await catalog.tapId('import');
+      pipeline.restoreStreams(await catalog.listStreams());
+      const bar = new ProgressBar();
+      let doneBytes = 0;
+      const sizes = await Promise.all(files.map((f) => stat(f).then((s) => s.size, () => 0)));
+      const totalBytes = sizes.reduce((a, b) => a + b, 0);
+      for (const [i, file] of files.entries()) {
+        try {
+          const r = await ingest.ingestFile(file, {
+            tapId,
+            tapName: 'import',
+            inPlace,
+            signal: ac.signal,
+            onChunk: (b) => bar.update(file, doneBytes + b, totalBytes, pipeline.counters.packets),
+          });
+          results.push(r);
+        } catch (e) {
+          if (isCamtapError(e, 'CAMTAP_ERR_INTERRUPTED')) throw e;
+          if (!isCamtapError(e)) throw e;
+          results.push({ file, format: null, records: 0, bytes: 0, segment: null, errors: [e] });
+        }
+        doneBytes += sizes[i]!;
+        bar.update(file, doneBytes, totalBytes, pipeline.counters.packets, true);
+      }
+      bar.done();
+      pipeline.finish();
+      ingest.checkpoint();
+      await ingest.drain();
+    });
+  } finally {
+    process.off('SIGINT', stop);
+  }
+  const errors = results.flatMap((r) => r.errors);
+  if (g.json) {
+    out(JSON.stringify({ files: results.map((r) => ({ file: r.file, format: r.format, packets: r.records, bytes: r.bytes, segment: r.segment, errors: r.errors.map((e) => e.toJSON()) })) }, null, 2));
+  } else {
+    for (const r of results) out(`${r.file}: ${r.format ?? 'unreadable'}, ${r.records} packets${r.segment !== null && inPlace ? `, indexed in place as segment ${r.segment}` : ''}`);
+  }
+  for (const e of errors) process.stderr.write(`camtap: error ${e.code}: ${e.message}\n`);
+  return errors.length ? 65 : 0;
+}
+
+async function cmdReindex(g: Globals): Promise<number> {
+  const indexDir = path.join(g.config.dataDir, 'index');
+  let summary = { segments: 0, packets: 0 };
+  await withCamtap(g, async (c) => {
+    const { catalog, store, ingest } = c.cradle;
+    const taps = await catalog.listTaps();
+    await catalog.clear();
+    for (const t of taps.sort((a, b) => a.id - b.id)) await catalog.tapId(t.name);
+    for (const f of existsSync(indexDir) ? readdirSync(indexDir) : []) rmSync(path.join(indexDir, f), { force: true });
+    const tapIds = new Map<string, number>();
+    for (const t of await catalog.listTaps()) tapIds.set(t.name, t.id);
+    const errors: CamtapError[] = [];
+    for (const seg of store.segments()) {
+      const pending: string[] = [];
+      const r = await ingest.ingestFile(seg.path, {
+        tapId: 0,
+        tapName: '',
+        inPlace: true,
+        segment: seg,
+        tapIdOf: (name) => {
+          const n = name ?? 'import';
+          if (!tapIds.has(n)) pending.push(n);
+          return tapIds.get(n) ?? 0;
+        },
+      });
+      for (const n of pending) tapIds.set(n, await catalog.tapId(n));
+      summary.segments++;
+      summary.packets += r.records;
+      errors.push(...r.errors);
+    }
+    for (const e of errors) process.stderr.write(`camtap: error ${e.code}: ${e.message}\n`);
+  });
+  if (g.json) out(JSON.stringify(summary));
+  else out(`reindexed ${summary.segments} segments, ${summary.packets} packets`);
+  return 0;
+}
+
+function streamRows(list: StreamRecord[]) {
+  return list.map((s) => ({
+    id: s.id,
+    camera: s.camera,
+    src: s.src,
+    dst: s.dst,
+    tr: s.transport + (s.channel !== undefined ? `/${s.channel}` : ''),
+    ssrc: '0x' + s.ssrc.toString(16).toUpperCase().padStart(8, '0'),
+    codec: s.codec ?? `pt${s.payloadType}`,
+    packets: s.packets,
+    lost: s.lost,
+    dup: s.duplicates,
+    start: s.start.replace('T', ' ').slice(0, 23),
+    secs: ((Number(BigInt(s.endNs) - BigInt(s.startNs)) / 1e9) || 0).toFixed(1),
+  }));
+}
+
+async function cmdList(g: Globals, what: 'streams' | 'sessions' | 'inventory' | 'segments'): Promise<number> {
+  return withCamtap(g, async (c) => {
+    const cat = c.cradle.catalog;
+    if (what === 'streams') {
+      const list = await cat.listStreams();
+      out(g.json ? JSON.stringify(list, null, 2) : table(streamRows(list), ['id', 'camera', 'src', 'dst', 'tr', 'ssrc', 'codec', 'packets', 'lost', 'dup', 'start', 'secs']));
+    } else if (what === 'sessions') {
+      const list: SessionRecord[] = await cat.listSessions();
+      if (g.json) out(JSON.stringify(list, null, 2));
+      else
+        out(
+          table(
+            list.map((s) => ({
+              session: s.sessionId,
+              client: s.client,
+              server: s.server,
+              url: s.url,
+              transport: s.tracks.map((t) => (t.interleaved ? `tcp interleaved=${t.interleaved.join('-')}` : t.clientPorts ? `udp client=${t.clientPorts.join('-')} server=${t.serverPorts?.join('-') ?? '?'}` : t.lower ?? '?')).join(', '),
+              auth: s.auth ?? '',
+              methods: s.requests.map((r) => `${r.method}${r.status ? '/' + r.status : ''}`).join(' '),
+            })),
+            ['session', 'client', 'server', 'url', 'transport', 'auth', 'methods'],
+          ),
+        );
+    } else if (what === 'inventory') {
+      const vms: VmsRecord[] = await cat.listVms();
+      const cams: CameraRecord[] = await cat.listCameras();
+      if (g.json) out(JSON.stringify({ vms, cameras: cams }, null, 2));
+      else {
+        out('VMS');
+        out(table(vms.map((v) => ({ name: v.name, address: v.address, cameras: v.cameras.join(', '), client: v.userAgents.join('; '), lastSeen: v.lastSeen })), ['name', 'address', 'cameras', 'client', 'lastSeen']));
+        out('\nCameras');
+        out(table(cams.map((k) => ({ name: k.name, address: k.address, codecs: k.codecs.join(','), vms: k.vms.join(', '), urls: k.urls.join(' '), lastSeen: k.lastSeen })), ['name', 'address', 'codecs', 'vms', 'urls', 'lastSeen']));
+      }
+    } else {
+      const segs = c.cradle.store.segments();
+      if (g.json) out(JSON.stringify(segs, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2));
+      else out(table(segs.map((s) => ({ id: s.id, path: s.path, format: s.format, external: s.external ? 'yes' : '', sealed: s.sealed ? 'yes' : 'no', bytes: s.bytes, packets: s.packets })), ['id', 'path', 'format', 'external', 'sealed', 'bytes', 'packets']));
+    }
+    return 0;
+  });
+}
+
+async function tapConfigs(c: Camtap, names: string[] | null): Promise<TapConfig[]> {
+  const cfg = c.cradle.config.taps.filter((t) => t.enabled && (!names || names.includes(t.name)));
+  if (names) for (const n of names) if (!cfg.find((t) => t.name === n)) throw new CamtapError('CAMTAP_ERR_NOT_FOUND', { what: 'tap', id: n });
+  const out: TapConfig[] = [];
+  for (const t of cfg) out.push({ id: await c.cradle.catalog.tapId(t.name), name: t.name, driver: t.driver, filter: t.filter, options: { ...t.options, dataDir: c.cradle.config.dataDir } });
+  return out;
+}
+
+async function cmdTaps(g: Globals, args: string[]): Promise<number> {
+  return withCamtap(g, async (c) => {
+    const host = c.cradle.plugins;
+    if (args[0] === 'explain') {
+      const name = args[1];
+      if (!name) throw new CamtapError('CAMTAP_ERR_USAGE', { reason: 'taps explain needs a tap name' });
+      const [t] = await tapConfigs(c, [name]);
+      const d = host.tapDriver(t!.driver, t!.name);
+      const native = d.translate(t!.filter);
+      if (g.json) out(JSON.stringify({ tap: t!.name, driver: t!.driver, filter: t!.filter, native }));
+      else out(`tap ${t!.name} (driver ${t!.driver})\n  filter spec: ${JSON.stringify(t!.filter)}\n  native:      ${native || '(everything)'}`);
+      return 0;
+    }
+    const list = await tapConfigs(c, null);
+    if (g.json) out(JSON.stringify(list, null, 2));
+    else out(table(list.map((t) => ({ id: t.id, name: t.name, driver: t.driver, filter: host.tapDrivers.get(t.driver)?.translate(t.filter) ?? '(driver not installed)' })), ['id', 'name', 'driver', 'filter']));
+    return 0;
+  });
+}
+
+async function cmdCapture(g: Globals, tapNames: string[] | null, duration: number | null): Promise<number> {
+  return withCamtap(g, async (c) => {
+    const { plugins, ingest, log } = c.cradle;
+    const cfgs = await tapConfigs(c, tapNames);
+    if (cfgs.length === 0) throw new CamtapError('CAMTAP_ERR_USAGE', { reason: 'no taps configured: add a `taps:` list to the config (see README)' });
+    const ac = new AbortController();
+    const taps: Array<{ cfg: TapConfig; tap: Tap }> = [];
+    for (const cfg of cfgs) {
+      const d = plugins.tapDriver(cfg.driver, cfg.name);
+      taps.push({ cfg, tap: d.create(cfg, { log: log.child({ tap: cfg.name }), options: cfg.options, dataDir: c.cradle.config.dataDir }) });
+    }
+    const stop = () => ac.abort();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    const timer = duration ? setTimeout(stop, duration * 1000) : null;
+    // Live data becomes visible in `camtap streams` within a second: flush store and catalog every second.
+    const tick = setInterval(() => {
+      c.cradle.store.flush();
+      ingest.checkpoint();
+    }, 1000);
+    const runs = taps.map(({ cfg, tap }) =>
+      tap.open(ingest.sink, ac.signal).catch((e) => {
+        log.error({ tap: cfg.name, err: (e as Error).message }, 'tap failed');
+        throw e;
+      }),
+    );
+    log.info({ taps: cfgs.map((t) => t.name) }, 'capturing');
+    const settled = await Promise.race([Promise.allSettled(runs), new Promise((r) => ac.signal.addEventListener('abort', r))]);
+    void settled;
+    clearInterval(tick);
+    if (timer) clearTimeout(timer);
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+    for (const { tap } of taps) await tap.close();
+    const res = await Promise.allSettled(runs);
+    for (const { cfg, tap } of taps) {
+      const s = tap.status();
+      log.info({ tap: cfg.name, ...s }, 'tap stopped');
+    }
+    return res.some((r) => r.status === 'rejected') ? 69 : 0;
+  });
+}
+
+function demoCapture(): string {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  for (const p of [path.resolve(here, '../../fixtures/captures/netns_multi.pcap'), path.resolve(here, '../fixtures/captures/netns_multi.pcap')]) if (existsSync(p)) return p;
+  throw new CamtapError('CAMTAP_ERR_NOT_FOUND', { what: 'demo capture', id: 'fixtures/captures/netns_multi.pcap' });
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      data: { type: 'string' },
+      config: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      'in-place': { type: 'boolean', default: false },
+      tap: { type: 'string', multiple: true },
+      duration: { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  const cmd = positionals[0];
+  if (values.help || !cmd || cmd === 'help') {
+    out(HELP);
+    return cmd || values.help ? 0 : 64;
+  }
+  const { config } = loadConfig({ file: values.config ?? null, dataDir: values.data ?? null });
+  const g: Globals = { config, json: values.json === true };
+  const args = positionals.slice(1);
+  switch (cmd) {
+    case 'import':
+      return cmdImport(g, args, values['in-place'] === true);
+    case 'reindex':
+      return cmdReindex(g);
+    case 'streams':
+    case 'sessions':
+    case 'inventory':
+    case 'segments':
+      return cmdList(g, cmd);
+    case 'taps':
+      return cmdTaps(g, args);
+    case 'capture':
+      return cmdCapture(g, values.tap ?? null, values.duration ? Number(values.duration) : null);
+    case 'demo': {
+      const code = await cmdImport({ ...g, json: false }, [demoCapture()], true);
+      if (code !== 0) return code;
+      return cmdList(g, 'streams');
+    }
+    default:
+      throw new CamtapError('CAMTAP_ERR_USAGE', { reason: `unknown command "${cmd}" (camtap --help lists them)` });
+  }
+}
+
+const isMain = process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1]);
+if (isMain || process.argv[1]?.endsWith('/camtap')) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: unknown) => {
+      if (isCamtapError(e)) {
+        process.stderr.write(`camtap: error ${e.code}: ${e.message}\n`);
+        process.exitCode = e.exit;
+      } else if (e instanceof TypeError && (e as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
+        process.stderr.write(`camtap: ${e.message}\n`);
+        process.exitCode = 64;
+      } else {
+        process.stderr.write(`camtap: unexpected error: ${(e as Error).stack ?? String(e)}\n`);
+        process.exitCode = 70;
+      }
+    },
+  );
+}
