@@ -59,9 +59,14 @@ export class PluginHost {
   }
 
   async loadBuiltins(): Promise<void> {
+    // A broken built-in (a partial install) costs only its own feature, never the whole program.
     for (const rel of BUILTINS) {
       const file = new URL(rel, import.meta.url);
-      await this.#loadUrl(file.href, rel);
+      try {
+        await this.#loadUrl(file.href, rel);
+      } catch (e) {
+        this.#deps.log.warn({ plugin: rel, err: (e as Error).message }, 'built-in plugin not loaded');
+      }
     }
   }
 

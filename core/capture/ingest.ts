@@ -226,9 +226,13 @@ export class Ingest {
       const s = seg as SegmentInfo;
       const ids = pipeline.sealSegment(s.id);
       const f = first as CaptureRecord | null;
-      const firstTsNs = opts.segment ? s.firstTsNs : f ? BigInt(f.tsSec) * 1_000_000_000n + BigInt(f.tsNsec) : null;
-      const lastTsNs = opts.segment ? s.lastTsNs : f ? BigInt(lastSec) * 1_000_000_000n + BigInt(lastNsec) : null;
-      this.#queueSegment({ ...s, packets: opts.segment ? s.packets : parser.records, sealed: true, bytes: size, firstTsNs, lastTsNs }, ids);
+      let info: SegmentInfo = s;
+      if (!opts.segment) {
+        const firstTsNs = f ? BigInt(f.tsSec) * 1_000_000_000n + BigInt(f.tsNsec) : null;
+        const lastTsNs = f ? BigInt(lastSec) * 1_000_000_000n + BigInt(lastNsec) : null;
+        info = store.addExternal(file, parser.format!, size, { packets: parser.records, firstTsNs, lastTsNs });
+      }
+      this.#queueSegment(info, ids);
     }
     return { file, format: parser.format, records: parser.records, bytes: size, segment: seg ? (seg as SegmentInfo).id : null, errors };
   }

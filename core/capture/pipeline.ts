@@ -293,7 +293,9 @@ export class CapturePipeline {
       s.session = dialog.record.sessionId;
       s.url = dialog.record.url || null;
     }
-    const cf = codecFor(rule?.media ?? null, pt);
+    // Packets a client sends toward the camera's media port (ffmpeg's NAT punch, RFC 3550
+    // receiver traffic) carry no camera media: no codec is inferred for them.
+    const cf = ms.direction === 'client->server' ? null : codecFor(rule?.media ?? null, pt);
     if (cf) {
       s.codec = cf.codec;
       s.clockRate = cf.clockRate;
@@ -335,13 +337,13 @@ export class CapturePipeline {
     f.lastSec = this.#sec;
     const fs = f.state as TcpFlowState;
     const conn = fs.conn;
-    if (conn.kind === 'other') return;
-    if (conn.kind === 'unknown') {
-      if (m.payloadLen === 0 && !(m.tcpFlags & TCP_SYN)) return;
-      if (m.payloadLen > 0) this.#classifyConn(conn, f, fs.dir, m);
-      if (conn.kind === 'other') return;
-    }
-    const side = this.#side(conn, fs.dir, f, m);
+    if (conn.kind === 'unknown' && m.payloadLen > 0) this.#classifyConn(conn, f, m);
+    const kind = conn.kind as TcpConn['kind'];
+    if (kind === 'other') return;
+    // An unclassified connection keeps only its SYNs (they fix the ISN); mid-stream ACKs wait.
+    if (kind === 'unknown' && !(m.tcpFlags & TCP_SYN)) return;
+    const side = this.#side(conn, fs.dir, f);
+    if (kind !== 'unknown' && conn.rtsp === null && conn.http === null) this.#learners(conn, f);
     side.reasm.push(m.tcpSeq, m.tcpFlags, m.buf, m.payloadOff, m.payloadLen, loc);
   }
 
@@ -368,7 +370,7 @@ export class CapturePipeline {
     return f;
   }
 
-  #classifyConn(conn: TcpConn, f: Flow, _dir: number, m: PacketMeta): void {
+  #classifyConn(conn: TcpConn, f: Flow, m: PacketMeta): void {
     const payload = m.buf.subarray(m.payloadOff, m.payloadOff + m.payloadLen);
     const byProfile = this.#deps.plugins?.matchFlow({ transport: 'tcp', src: f.srcIp, sport: f.sport, dst: f.dstIp, dport: f.dport }, payload) ?? null;
     if (byProfile === 'rtsp' || looksLikeRtsp(payload)) conn.kind = 'rtsp';
@@ -380,26 +382,11 @@ export class CapturePipeline {
     }
   }
 
-  #side(conn: TcpConn, dir: 0 | 1, f: Flow, m: PacketMeta): ConnSide {
+  #side(conn: TcpConn, dir: 0 | 1, f: Flow): ConnSide {
     let side = conn.sides[dir];
     if (side) return side;
     if (conn.client === null) conn.client = f.src;
     const isClient = conn.client === f.src;
-    const client = isClient ? f.src : f.dst;
-    const server = isClient ? f.dst : f.src;
-    const clientIp = isClient ? f.srcIp : f.dstIp;
-    const serverIp = isClient ? f.dstIp : f.srcIp;
-    if (conn.kind === 'rtsp' && !conn.rtsp) {
-      conn.rtsp = new RtspConnectionLearner(client, server, conn.tapId, {
-        onSetup: (a) => this.#onSetup(conn, a),
-        cameraName: (ip) => this.cameraName(ip),
-        vmsName: (ip) => this.vmsName(ip),
-      });
-    }
-    if (conn.kind === 'http' && !conn.http) {
-      conn.http = new HttpConnectionLearner(client, server, this.cameraName(serverIp), this.vmsName(clientIp));
-      this.#http.push(conn.http);
-    }
     const parser = new MessageStreamParser({
       onMessage: (msg: WireMessage) => this.#onMessage(conn, msg),
       onInterleaved: (channel: number, payload: Buffer, loc: StoreLocation | null) => this.#onInterleaved(conn, side!, channel, payload, loc),
@@ -409,14 +396,35 @@ export class CapturePipeline {
     });
     const reasm = new TcpReassembler({
       onData: (data: Buffer, loc: StoreLocation | null) => parser.push(data, loc),
-      onGap: () => {
+      onGap: (bytes: number) => {
         this.counters.tcpGaps++;
+        // The parser skips the lost bytes inside a frame or body and stays in step.
+        parser.gap(bytes);
       },
     });
     side = { reasm, parser, isClient, src: f.src, dst: f.dst, srcIp: f.srcIp, dstIp: f.dstIp };
     conn.sides[dir] = side;
-    void m;
     return side;
+  }
+
+  /** Creates the dialog learner once the connection's protocol is known. */
+  #learners(conn: TcpConn, f: Flow): void {
+    if (conn.client === null) conn.client = f.src;
+    const isClient = conn.client === f.src;
+    const client = isClient ? f.src : f.dst;
+    const server = isClient ? f.dst : f.src;
+    const clientIp = isClient ? f.srcIp : f.dstIp;
+    const serverIp = isClient ? f.dstIp : f.srcIp;
+    if (conn.kind === 'rtsp') {
+      conn.rtsp = new RtspConnectionLearner(client, server, conn.tapId, {
+        onSetup: (a) => this.#onSetup(conn, a),
+        cameraName: (ip) => this.cameraName(ip),
+        vmsName: (ip) => this.vmsName(ip),
+      });
+    } else if (conn.kind === 'http') {
+      conn.http = new HttpConnectionLearner(client, server, this.cameraName(serverIp), this.vmsName(clientIp));
+      this.#http.push(conn.http);
+    }
   }
 
   #onMessage(conn: TcpConn, msg: WireMessage): void {
@@ -479,7 +487,11 @@ export class CapturePipeline {
   }
 
   #finishConn(conn: TcpConn): void {
-    for (const s of conn.sides) s?.reasm.flush();
+    for (const s of conn.sides) {
+      if (!s) continue;
+      s.reasm.flush();
+      s.parser.end(); // delivers an HTTP body delimited by the connection's close
+    }
     conn.rtsp?.finish();
     conn.http?.finish();
   }
