@@ -117,6 +117,7 @@ async function cmdImport(g: Globals, args: string[], inPlace: boolean): Promise<
       const { ingest, catalog, pipeline } = c.cradle;
       const tapId = await catalog.tapId('import');
       pipeline.restoreStreams(await catalog.listStreams());
+      pipeline.restoreInventory(await catalog.listCameras(), await catalog.listVms());
       const bar = new ProgressBar();
       let doneBytes = 0;
       const sizes = await Promise.all(files.map((f) => stat(f).then((s) => s.size, () => 0)));
@@ -284,8 +285,10 @@ async function cmdTaps(g: Globals, args: string[]): Promise<number> {
 
 async function cmdCapture(g: Globals, tapNames: string[] | null, duration: number | null): Promise<number> {
   return withCamtap(g, async (c) => {
-    const { plugins, ingest, log } = c.cradle;
+    const { plugins, ingest, log, pipeline, catalog } = c.cradle;
     const cfgs = await tapConfigs(c, tapNames);
+    pipeline.restoreStreams(await catalog.listStreams());
+    pipeline.restoreInventory(await catalog.listCameras(), await catalog.listVms());
     if (cfgs.length === 0) throw new CamtapError('CAMTAP_ERR_USAGE', { reason: 'no taps configured: add a `taps:` list to the config (see README)' });
     const ac = new AbortController();
     const taps: Array<{ cfg: TapConfig; tap: Tap }> = [];

@@ -24,10 +24,11 @@ import { inspectPayload } from '../wire/codecs.js';
 import { MessageStreamParser, type WireMessage } from '../wire/rtsp-message.js';
 import { TcpReassembler } from './tcp-reassembly.js';
 import { Flow, FlowTable } from './flow-table.js';
-import { RtpStreamState, KEYFRAME, isoFromParts } from './rtp-stream.js';
+import { RtpStreamState, KEYFRAME } from './rtp-stream.js';
 import { SegmentIndexWriter } from '../index/segment-index.js';
 import { RtspConnectionLearner, type RtspDialog, type SetupAnnouncement } from '../sessions/rtsp-dialog.js';
 import { HttpConnectionLearner } from '../sessions/http-exchange.js';
+import { Inventory, hostOf } from '../sessions/inventory.js';
 import { looksLikeRtsp } from '../../camera-profiles/generic-rtsp/index.js';
 
 const TCP_SYN = 0x02;
@@ -139,6 +140,8 @@ export class CapturePipeline {
   readonly #streamsById = new Map<string, RtpStreamState>();
   readonly #bySsrc = new Map<number, RtpStreamState[]>();
   readonly #restored = new Map<string, StreamRecord>();
+  #seedCameras: CameraRecord[] = [];
+  #seedVms: VmsRecord[] = [];
   readonly #dialogs: RtspDialog[] = [];
   readonly #http: HttpConnectionLearner[] = [];
   readonly #writers = new Map<number, SegmentIndexWriter>();
@@ -176,6 +179,12 @@ export class CapturePipeline {
   /** Continue counting streams seen by earlier runs (their records from the catalog). */
   restoreStreams(recs: StreamRecord[]): void {
     for (const r of recs) this.#restored.set(r.id, r);
+  }
+
+  /** Merge the inventory with what earlier runs stored. */
+  restoreInventory(cameras: CameraRecord[], vms: VmsRecord[]): void {
+    this.#seedCameras = cameras;
+    this.#seedVms = vms;
   }
 
   /** Processes one stored packet. Never throws for bad input. */
@@ -286,7 +295,7 @@ export class CapturePipeline {
   #newStream(ms: MediaFlowState, ssrc: number, pt: number): RtpStreamState {
     const rule = ms.rule;
     const dialog = rule?.dialog ?? null;
-    const camera = dialog ? dialog.record.camera : this.cameraName(ms.direction === 'client->server' ? ms.dst.slice(0, ms.dst.lastIndexOf(':')).replace(/^\[|\]$/g, '') : ms.srcIp);
+    const camera = dialog ? dialog.record.camera : this.cameraName(ms.direction === 'client->server' ? hostOf(ms.dst) : ms.srcIp);
     const s = new RtpStreamState(this.#streams.length, { transport: ms.transport, src: ms.src, dst: ms.dst, channel: ms.channel, ssrc }, camera);
     s.direction = ms.direction;
     if (dialog) {
@@ -559,49 +568,11 @@ export class CapturePipeline {
   }
 
   #inventory(): { cameras: CameraRecord[]; vms: VmsRecord[] } {
-    const cams = new Map<string, CameraRecord>();
-    const vmss = new Map<string, VmsRecord>();
-    const cam = (name: string, address: string, t0: string, t1: string): CameraRecord => {
-      let c = cams.get(name);
-      if (!c) cams.set(name, (c = { name, address, urls: [], codecs: [], vms: [], firstSeen: t0, lastSeen: t1 }));
-      if (t0 < c.firstSeen) c.firstSeen = t0;
-      if (t1 > c.lastSeen) c.lastSeen = t1;
-      return c;
-    };
-    const vm = (name: string, address: string, t0: string, t1: string): VmsRecord => {
-      let v = vmss.get(name);
-      if (!v) vmss.set(name, (v = { name, address, userAgents: [], cameras: [], firstSeen: t0, lastSeen: t1 }));
-      if (t0 < v.firstSeen) v.firstSeen = t0;
-      if (t1 > v.lastSeen) v.lastSeen = t1;
-      return v;
-    };
-    const add = <T>(list: T[], x: T | null | undefined) => {
-      if (x !== null && x !== undefined && !list.includes(x)) list.push(x);
-    };
-    for (const d of this.#dialogs) {
-      const r = d.record;
-      const host = (ep: string) => (ep.startsWith('[') ? ep.slice(1, ep.indexOf(']')) : ep.slice(0, ep.lastIndexOf(':')));
-      const c = cam(r.camera, host(r.server), r.start, r.end);
-      const v = vm(r.vms, host(r.client), r.start, r.end);
-      add(c.urls, r.url || null);
-      add(c.vms, v.name);
-      add(v.cameras, c.name);
-      add(v.userAgents, r.userAgent);
-    }
-    for (const s of this.#streams) {
-      if (s.direction === 'client->server') continue;
-      const srcIp = s.src.startsWith('[') ? s.src.slice(1, s.src.indexOf(']')) : s.src.slice(0, s.src.lastIndexOf(':'));
-      const c = cam(s.camera, cams.get(s.camera)?.address ?? srcIp, isoFromParts(s.firstSec, s.firstNsec), isoFromParts(s.lastSec, s.lastNsec));
-      add(c.codecs, s.codec);
-      if (!s.session) {
-        // A push stream: its receiver is the VMS.
-        const dstIp = s.dst.startsWith('[') ? s.dst.slice(1, s.dst.indexOf(']')) : s.dst.slice(0, s.dst.lastIndexOf(':'));
-        const v = vm(this.vmsName(dstIp), dstIp, c.firstSeen, c.lastSeen);
-        add(c.vms, v.name);
-        add(v.cameras, c.name);
-      }
-    }
-    return { cameras: [...cams.values()], vms: [...vmss.values()] };
+    const inv = new Inventory(this.#seedCameras, this.#seedVms);
+    for (const d of this.#dialogs) inv.addSession(d.record);
+    const noTaps = () => [];
+    for (const s of this.#streams) inv.addStream(s.toRecord(noTaps), (ip) => this.vmsName(ip));
+    return inv.records();
   }
 
   decoderCounters(): Record<string, number> {

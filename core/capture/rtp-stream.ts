@@ -166,6 +166,14 @@ export class RtpStreamState {
    * runs is counted as a packet.
    */
   restore(r: StreamRecord): void {
+    // What the earlier run learned from the dialog (this run may start after the SETUP).
+    this.codec ??= r.codec;
+    this.clockRate ??= r.clockRate;
+    if (this.direction === 'unknown') this.direction = r.direction;
+    this.session ??= r.session;
+    this.url ??= r.url;
+    if (this.session === r.session) this.camera = r.camera;
+    this.#lastTs = r.lastRtpTs ?? -1;
     this.received = r.packets + r.duplicates;
     this.unique = r.packets;
     this.duplicates = r.duplicates;
@@ -222,6 +230,7 @@ export class RtpStreamState {
       end: isoFromParts(this.lastSec, this.lastNsec),
       startNs: nsString(this.firstSec, this.firstNsec),
       endNs: nsString(this.lastSec, this.lastNsec),
+      lastRtpTs: this.#lastTs,
       srNtpMs: this.srNtpMs,
       srRtpTs: this.srRtpTs,
       taps: tapIds(this.tapMask),

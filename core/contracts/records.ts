@@ -44,6 +44,8 @@ export interface StreamRecord {
   frames: number;
   keyframes: number;
   payloadBytes: number;
+  /** RTP timestamp of the last packet (a later import of the next file continues from it). */
+  lastRtpTs: number;
   /** ISO 8601 capture times of the first and last packet. */
   start: string;
   end: string;

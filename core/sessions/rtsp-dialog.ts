@@ -14,6 +14,7 @@ import { redactHeaders } from '../wire/rtsp-message.js';
 import { parseSdp, resolveControl, type Sdp, type SdpMedia } from '../wire/sdp.js';
 import { parseTransport } from '../wire/rtsp-transport.js';
 import { isoFromParts } from '../capture/rtp-stream.js';
+import { hostOf } from './inventory.js';
 
 /** What a successful SETUP announces: where the media of one track will flow. */
 export interface SetupAnnouncement {
@@ -40,9 +41,6 @@ interface Pending {
 
 const sessionIdOf = (v: string | null) => (v ? v.split(';')[0]!.trim() : null);
 
-function hostOf(endpoint: string): string {
-  return endpoint.startsWith('[') ? endpoint.slice(1, endpoint.indexOf(']')) : endpoint.slice(0, endpoint.lastIndexOf(':'));
-}
 
 /** One session of a connection, as it is being learned. */
 export class RtspDialog {
