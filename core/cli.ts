@@ -14,7 +14,8 @@ import { createLogger } from './logger.js';
 import { createCamtap, type Camtap } from './container.js';
 import { CamtapError, isCamtapError } from './errors.js';
 import { expandCapturePaths, type FileResult } from './capture/ingest.js';
-import type { Tap, TapConfig } from './contracts/plugin.js';
+import type { TapConfig } from './contracts/plugin.js';
+import { TapRunner } from './capture/tap-runner.js';
 import type { CameraRecord, SessionRecord, StreamRecord, VmsRecord } from './contracts/records.js';
 
 const HELP = `camtap — capture, archive and index IP camera <-> VMS traffic
@@ -84,10 +85,12 @@ class ProgressBar {
   }
 }
 
-async function withCamtap<T>(g: Globals, fn: (c: Camtap) => Promise<T>): Promise<T> {
+async function withCamtap<T>(g: Globals, fn: (c: Camtap) => Promise<T>, mode: 'read' | 'write' = 'read'): Promise<T> {
   const log = createLogger(g.config.log.level);
-  const c = await createCamtap(g.config, log);
-  for (const r of c.recovered) log.warn({ segment: r.segment, path: r.path, cutBytes: r.cutBytes, packets: r.packets }, 'recovered an unsealed segment after a crash: torn tail cut');
+  const c = await createCamtap(g.config, log, { mode, command: process.argv.slice(2).join(' ') });
+  if (c.recovered.length && process.argv[2] !== 'reindex') {
+    log.warn({ segments: c.recovered.map((r) => r.segment) }, 'segments recovered after a crash are kept but not indexed: run `camtap reindex`');
+  }
   let stopping = false;
   const onSig = () => {
     if (stopping) process.exit(130);
@@ -144,7 +147,7 @@ async function cmdImport(g: Globals, args: string[], inPlace: boolean): Promise<
       pipeline.finish();
       ingest.checkpoint();
       await ingest.drain();
-    });
+    }, 'write');
   } finally {
     process.off('SIGINT', stop);
   }
@@ -189,7 +192,7 @@ async function cmdReindex(g: Globals): Promise<number> {
       errors.push(...r.errors);
     }
     for (const e of errors) process.stderr.write(`camtap: error ${e.code}: ${e.message}\n`);
-  });
+  }, 'write');
   if (g.json) out(JSON.stringify(summary));
   else out(`reindexed ${summary.segments} segments, ${summary.packets} packets`);
   return 0;
@@ -247,9 +250,9 @@ async function cmdList(g: Globals, what: 'streams' | 'sessions' | 'inventory' | 
         out(table(cams.map((k) => ({ name: k.name, address: k.address, codecs: k.codecs.join(','), vms: k.vms.join(', '), urls: k.urls.join(' '), lastSeen: k.lastSeen })), ['name', 'address', 'codecs', 'vms', 'urls', 'lastSeen']));
       }
     } else {
-      const segs = c.cradle.store.segments();
-      if (g.json) out(JSON.stringify(segs, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2));
-      else out(table(segs.map((s) => ({ id: s.id, path: s.path, format: s.format, external: s.external ? 'yes' : '', sealed: s.sealed ? 'yes' : 'no', bytes: s.bytes, packets: s.packets })), ['id', 'path', 'format', 'external', 'sealed', 'bytes', 'packets']));
+      const segs = await cat.listSegments();
+      if (g.json) out(JSON.stringify(segs, null, 2));
+      else out(table(segs.map((s) => ({ id: s.id, path: s.path, format: s.format, external: s.external ? 'yes' : '', sealed: s.sealed ? 'yes' : 'no', bytes: s.bytes, packets: s.packets, streams: s.streams.length })), ['id', 'path', 'format', 'external', 'sealed', 'bytes', 'packets', 'streams']));
     }
     return 0;
   });
@@ -285,47 +288,36 @@ async function cmdTaps(g: Globals, args: string[]): Promise<number> {
 
 async function cmdCapture(g: Globals, tapNames: string[] | null, duration: number | null): Promise<number> {
   return withCamtap(g, async (c) => {
-    const { plugins, ingest, log, pipeline, catalog } = c.cradle;
+    const { ingest, log, pipeline, catalog, store } = c.cradle;
     const cfgs = await tapConfigs(c, tapNames);
+    if (cfgs.length === 0) throw new CamtapError('CAMTAP_ERR_USAGE', { reason: 'no taps configured: add a `taps:` list to the config (see README)' });
     pipeline.restoreStreams(await catalog.listStreams());
     pipeline.restoreInventory(await catalog.listCameras(), await catalog.listVms());
-    if (cfgs.length === 0) throw new CamtapError('CAMTAP_ERR_USAGE', { reason: 'no taps configured: add a `taps:` list to the config (see README)' });
+    const runner = new TapRunner(c.cradle);
     const ac = new AbortController();
-    const taps: Array<{ cfg: TapConfig; tap: Tap }> = [];
-    for (const cfg of cfgs) {
-      const d = plugins.tapDriver(cfg.driver, cfg.name);
-      taps.push({ cfg, tap: d.create(cfg, { log: log.child({ tap: cfg.name }), options: cfg.options, dataDir: c.cradle.config.dataDir }) });
-    }
     const stop = () => ac.abort();
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
     const timer = duration ? setTimeout(stop, duration * 1000) : null;
-    // Live data becomes visible in `camtap streams` within a second: flush store and catalog every second.
+    // Live data becomes visible in `camtap streams` within a second.
     const tick = setInterval(() => {
-      c.cradle.store.flush();
+      store.flush();
       ingest.checkpoint();
     }, 1000);
-    const runs = taps.map(({ cfg, tap }) =>
-      tap.open(ingest.sink, ac.signal).catch((e) => {
-        log.error({ tap: cfg.name, err: (e as Error).message }, 'tap failed');
-        throw e;
-      }),
-    );
+    runner.start(cfgs, ac.signal);
     log.info({ taps: cfgs.map((t) => t.name) }, 'capturing');
-    const settled = await Promise.race([Promise.allSettled(runs), new Promise((r) => ac.signal.addEventListener('abort', r))]);
-    void settled;
+    // Until stopped, or until every tap ended by itself (file taps with no folder to watch).
+    await Promise.race([runner.settled(), new Promise((r) => ac.signal.addEventListener('abort', r))]);
     clearInterval(tick);
     if (timer) clearTimeout(timer);
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);
-    for (const { tap } of taps) await tap.close();
-    const res = await Promise.allSettled(runs);
-    for (const { cfg, tap } of taps) {
-      const s = tap.status();
-      log.info({ tap: cfg.name, ...s }, 'tap stopped');
-    }
-    return res.some((r) => r.status === 'rejected') ? 69 : 0;
-  });
+    await runner.stop();
+    for (const s of runner.status()) log.info(s, 'tap stopped');
+    if (g.json) out(JSON.stringify(runner.status()));
+    for (const e of runner.fileErrors) process.stderr.write(`camtap: error ${e.code}: ${e.message}\n`);
+    return runner.failed().length || runner.fileErrors.length ? 69 : 0;
+  }, 'write');
 }
 
 function demoCapture(): string {
@@ -385,7 +377,9 @@ const isMain = process.argv[1] && fileURLToPath(import.meta.url) === path.resolv
 if (isMain || process.argv[1]?.endsWith('/camtap')) {
   main(process.argv.slice(2)).then(
     (code) => {
-      process.exitCode = code;
+      // Exit explicitly: node_pcap keeps its native handle (and the process) alive until
+      // one more packet arrives after close().
+      process.stdout.write('', () => process.exit(code));
     },
     (e: unknown) => {
       if (isCamtapError(e)) {

@@ -15,6 +15,7 @@ import { SegmentStore } from './store/segment-store.js';
 import { PluginHost } from './plugin-host.js';
 import { CapturePipeline } from './capture/pipeline.js';
 import { Ingest } from './capture/ingest.js';
+import { lockDataDir } from './store/data-lock.js';
 
 export interface Cradle {
   config: Config;
@@ -35,8 +36,14 @@ export interface Camtap {
   close(): Promise<void>;
 }
 
-export async function createCamtap(config: Config, log: Logger, opts: { loadPlugins?: boolean } = {}): Promise<Camtap> {
+/**
+ * `write` (import, capture, reindex) takes the data dir lock and opens the store, running
+ * crash recovery; `read` (listing commands) touches neither, so it is safe beside a writer.
+ */
+export async function createCamtap(config: Config, log: Logger, opts: { loadPlugins?: boolean; mode?: 'read' | 'write'; command?: string } = {}): Promise<Camtap> {
   mkdirSync(config.dataDir, { recursive: true });
+  const write = (opts.mode ?? 'write') === 'write';
+  const unlock = write ? lockDataDir(config.dataDir, opts.command ?? 'camtap') : () => {};
   const indexDir = path.join(config.dataDir, 'index');
   mkdirSync(indexDir, { recursive: true });
   const container = createContainer<Cradle>({ injectionMode: InjectionMode.PROXY, strict: true });
@@ -60,9 +67,10 @@ export async function createCamtap(config: Config, log: Logger, opts: { loadPlug
   });
   let recovered: Camtap['recovered'] = [];
   try {
-    recovered = (await store.open()).recovered;
+    if (write) recovered = (await store.open()).recovered;
   } catch (e) {
     await catalog.close();
+    unlock();
     throw e;
   }
   container.register({
@@ -84,16 +92,19 @@ export async function createCamtap(config: Config, log: Logger, opts: { loadPlug
     async close() {
       if (closed) return;
       closed = true;
-      const { pipeline, ingest } = container.cradle;
-      pipeline.finish();
-      await store.close(); // seals the open segment -> onSeal writes its index
-      for (const seg of pipeline.openSegments()) pipeline.sealSegment(seg);
-      ingest.checkpoint();
       try {
-        await ingest.drain();
+        if (write) {
+          const { pipeline, ingest } = container.cradle;
+          pipeline.finish();
+          await store.close(); // seals the open segment -> onSeal writes its index
+          for (const seg of pipeline.openSegments()) pipeline.sealSegment(seg);
+          ingest.checkpoint();
+          await ingest.drain();
+        }
       } finally {
         await catalog.close();
         await container.dispose();
+        unlock();
       }
     },
   };

@@ -32,6 +32,7 @@ export const ERRORS = {
   CAMTAP_ERR_STORE_FULL: { message: 'store {dir}: disk full after {bytes} bytes; capture halted, everything before is kept', exit: 74, http: 507 },
   CAMTAP_ERR_STORE_IO: { message: 'store {file}: {reason}', exit: 74, http: 500 },
   CAMTAP_ERR_STORE_CORRUPT: { message: 'store {file}: offset {offset}: {reason}', exit: 74, http: 500 },
+  CAMTAP_ERR_DATA_LOCKED: { message: 'data dir {dir} is in use by camtap pid {pid} ({command}); read-only commands (streams, sessions, inventory) work meanwhile', exit: 75, http: 409 },
   CAMTAP_ERR_INDEX: { message: 'index {file}: {reason}', exit: 74, http: 500 },
   CAMTAP_ERR_CATALOG: { message: 'catalog {url}: {reason}', exit: 69, http: 503 },
   CAMTAP_ERR_NOT_FOUND: { message: '{what} {id} not found', exit: 1, http: 404 },

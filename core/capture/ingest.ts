@@ -127,6 +127,12 @@ export class Ingest {
     });
   }
 
+  /** A file indexed in place by a file tap is complete: write its index and register its stats. */
+  externalDone(seg: SegmentInfo, file: string, format: CaptureFormat, bytes: number, stats: { packets: number; firstTsNs: bigint | null; lastTsNs: bigint | null }): void {
+    const ids = this.#d.pipeline.sealSegment(seg.id);
+    this.#queueSegment(this.#d.store.addExternal(file, format, bytes, stats), ids);
+  }
+
   /** Queues a catalog write of everything that changed since the last checkpoint. */
   checkpoint(): void {
     const snap = this.#d.pipeline.snapshot(true);

@@ -74,8 +74,8 @@ export interface TruthSession {
 }
 
 /** RTSP sessions: session id, client/server endpoints and every negotiated Transport (SETUP replies). */
-export function tsharkRtspSessions(file: string): TruthSession[] {
-  const out = execFileSync('tshark', ['-r', file, '-Y', 'rtsp.response and rtsp.transport', '-T', 'fields', '-e', 'ip.src', '-e', 'tcp.srcport', '-e', 'ip.dst', '-e', 'tcp.dstport', '-e', 'rtsp.session', '-e', 'rtsp.transport', '-E', 'occurrence=f'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+export function tsharkRtspSessions(file: string, decodeAs: string[] = []): TruthSession[] {
+  const out = execFileSync('tshark', ['-r', file, ...decodeAs.flatMap((d) => ['-d', d]), '-Y', 'rtsp.response and rtsp.transport', '-T', 'fields', '-e', 'ip.src', '-e', 'tcp.srcport', '-e', 'ip.dst', '-e', 'tcp.dstport', '-e', 'rtsp.session', '-e', 'rtsp.transport', '-E', 'occurrence=f'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
   const m = new Map<string, TruthSession>();
   for (const line of out.split('\n')) {
     if (!line) continue;

@@ -1,0 +1,159 @@
+/**
+ * Runs the configured taps: builds each through its driver, gives it the sink it needs
+ * and reports their status. Several taps run at once; each frame keeps its tap id.
+ *
+ * - Live taps (libpcap, tcpdump) filter in the kernel; their frames go to the store and
+ *   the pipeline (copy mode).
+ * - File taps (pcap-file) have no kernel: their filter spec becomes a predicate on the
+ *   decoded addresses, applied before anything is stored. With `inPlace`, each file is
+ *   registered as an external segment and indexed where it lies.
+ */
+import type { Tap, TapConfig, TapStatus } from '../contracts/plugin.js';
+import type { FrameSink, TapFrame, StoreLocation } from '../contracts/frame.js';
+import type { Logger } from '../contracts/logger.js';
+import type { Config } from '../config.js';
+import type { PluginHost } from '../plugin-host.js';
+import type { SegmentStore } from '../store/segment-store.js';
+import type { CapturePipeline } from './pipeline.js';
+import type { Ingest } from './ingest.js';
+import { toPredicate, type FilterPredicate, type NameResolver } from './filter.js';
+import { DecodeStatus, PacketDecoder, PacketMeta, srcAddr, dstAddr } from '../wire/packet.js';
+import type { CaptureRecord } from '../wire/capture-file.js';
+import type { SegmentInfo } from '../store/segment-store.js';
+import { CamtapError } from '../errors.js';
+
+export interface TapRunnerDeps {
+  config: Config;
+  log: Logger;
+  plugins: PluginHost;
+  store: SegmentStore;
+  pipeline: CapturePipeline;
+  ingest: Ingest;
+}
+
+interface Running {
+  cfg: TapConfig;
+  tap: Tap;
+  done: Promise<void>;
+  error: Error | null;
+}
+
+/** Inventory names from the config: camera/VMS name -> addresses. */
+export function configResolver(config: Pick<Config, 'cameras' | 'vms'>): NameResolver {
+  return (name, kind) => (kind === 'camera' ? config.cameras : config.vms).filter((x) => x.name === name).map((x) => x.address);
+}
+
+/** A predicate over a frame's decoded IP header, for taps without a kernel filter. */
+export function framePredicate(pred: FilterPredicate): (frame: TapFrame) => boolean {
+  const decoder = new PacketDecoder();
+  const m = new PacketMeta();
+  const fm = { ipVersion: 0, srcAddr: '', dstAddr: '', protocol: 0, sport: 0, dport: 0 };
+  return (frame) => {
+    const st = decoder.decode(frame, m);
+    if (st !== DecodeStatus.OK) return false;
+    fm.ipVersion = m.ipVersion;
+    fm.srcAddr = srcAddr(m);
+    fm.dstAddr = dstAddr(m);
+    fm.protocol = m.protocol;
+    fm.sport = m.sport;
+    fm.dport = m.dport;
+    return pred(fm);
+  };
+}
+
+export class TapRunner {
+  readonly #d: TapRunnerDeps;
+  readonly #running: Running[] = [];
+  readonly fileErrors: CamtapError[] = [];
+
+  constructor(deps: TapRunnerDeps) {
+    this.#d = deps;
+  }
+
+  #sinkFor(cfg: TapConfig, options: Record<string, unknown>): FrameSink {
+    const { ingest, pipeline, store } = this.#d;
+    const isFileTap = cfg.driver === 'pcap-file';
+    const keep = isFileTap && Object.keys(cfg.filter).length > 0 ? framePredicate(toPredicate(cfg.filter, configResolver(this.#d.config))) : null;
+    if (!(isFileTap && options.inPlace === true)) {
+      if (!keep) return ingest.sink;
+      return (f) => {
+        if (keep(f)) ingest.sink(f);
+      };
+    }
+    // In place: locations are (the file's external segment, the record's offset).
+    if (options.doneDir) throw new CamtapError('CAMTAP_ERR_CONFIG', { file: '(config)', key: `taps[${cfg.name}].options`, reason: 'inPlace and doneDir exclude each other: an in-place index needs the file to stay where it was read' });
+    const loc: StoreLocation = { segment: -1, offset: 0 };
+    let current = '';
+    let seg: SegmentInfo | null = null;
+    let packets = 0;
+    let first: bigint | null = null;
+    let lastSec = 0;
+    let lastNsec = 0;
+    options.onFile = (file: string, phase: 'start' | 'end', result?: { format: 'pcap' | 'pcapng' | null; endOffset: number; errors: CamtapError[] }) => {
+      if (phase === 'start') {
+        current = file;
+        seg = null;
+        packets = 0;
+        first = null;
+        return;
+      }
+      if (result?.errors.length) this.fileErrors.push(...result.errors);
+      if (seg && result?.format) {
+        ingest.externalDone(seg, file, result.format, result.endOffset, { packets, firstTsNs: first, lastTsNs: BigInt(lastSec) * 1_000_000_000n + BigInt(lastNsec) });
+      }
+    };
+    return (f) => {
+      if (keep && !keep(f)) return;
+      if (seg === null) {
+        seg = store.addExternal(current, 'pcap', 0);
+        loc.segment = seg.id;
+      }
+      if (first === null) first = BigInt(f.tsSec) * 1_000_000_000n + BigInt(f.tsNsec);
+      lastSec = f.tsSec;
+      lastNsec = f.tsNsec;
+      packets++;
+      loc.offset = (f as CaptureRecord).fileOffset;
+      pipeline.process(f, loc);
+    };
+  }
+
+  /** Opens the taps; they run until stop() (live, watch) or until their files are read. */
+  start(cfgs: TapConfig[], signal: AbortSignal): void {
+    const { plugins, log, config } = this.#d;
+    for (const cfg of cfgs) {
+      const driver = plugins.tapDriver(cfg.driver, cfg.name);
+      const options: Record<string, unknown> = { ...cfg.options, resolve: configResolver(config), dataDir: config.dataDir };
+      if (cfg.driver === 'pcap-file') {
+        options.onFileError = (file: string, errors: CamtapError[]) => {
+          for (const e of errors) log.error({ tap: cfg.name, file, code: e.code }, e.message);
+        };
+      }
+      const sink = this.#sinkFor(cfg, options);
+      const tap = driver.create({ ...cfg, options }, { log: log.child({ tap: cfg.name }), options, dataDir: config.dataDir });
+      const r: Running = { cfg, tap, done: Promise.resolve(), error: null };
+      r.done = tap.open(sink, signal).catch((e: Error) => {
+        r.error = e;
+        log.error({ tap: cfg.name, err: e.message }, 'tap failed');
+      });
+      this.#running.push(r);
+    }
+  }
+
+  /** Resolves when every tap has ended by itself (file taps done, or all failed). */
+  async settled(): Promise<void> {
+    await Promise.all(this.#running.map((r) => r.done));
+  }
+
+  async stop(): Promise<void> {
+    for (const r of this.#running) await r.tap.close();
+    await this.settled();
+  }
+
+  failed(): Array<{ name: string; error: Error }> {
+    return this.#running.filter((r) => r.error).map((r) => ({ name: r.cfg.name, error: r.error! }));
+  }
+
+  status(): Array<{ id: number; name: string; driver: string } & TapStatus> {
+    return this.#running.map((r) => ({ id: r.cfg.id, name: r.cfg.name, driver: r.cfg.driver, ...r.tap.status() }));
+  }
+}
