@@ -85,6 +85,9 @@ export class Ingest {
   readonly #d: IngestDeps;
   #chain: Promise<void> = Promise.resolve();
   #chainError: unknown = null;
+  #inFlight = false;
+  #due = false;
+  #lastCheckpoint = 0;
   readonly #segmentStreams = new Map<number, string[]>();
 
   constructor(deps: IngestDeps) {
@@ -133,22 +136,53 @@ export class Ingest {
     this.#queueSegment(this.#d.store.addExternal(file, format, bytes, stats), ids);
   }
 
-  /** Queues a catalog write of everything that changed since the last checkpoint. */
+  /**
+   * Queues a catalog write of everything that changed since the last checkpoint. At most
+   * one checkpoint is in flight: while one is being written, further calls only mark
+   * that another is due, so a fast import never builds a backlog of snapshots (memory
+   * would grow with the file) and the catalog costs the same per second, not per packet.
+   */
   checkpoint(): void {
+    if (this.#inFlight) {
+      this.#due = true;
+      return;
+    }
+    this.#inFlight = true;
     const snap = this.#d.pipeline.snapshot(true);
     const c = this.#d.catalog;
     this.#enqueue(async () => {
-      if (snap.streams.length) await c.putStreams(snap.streams);
-      if (snap.sessions.length) await c.putSessions(snap.sessions.map((s) => structuredClone(s)));
-      if (snap.transactions.length) await c.putTransactions(snap.transactions);
-      if (snap.cameras.length) await c.putCameras(snap.cameras);
-      if (snap.vms.length) await c.putVms(snap.vms);
+      try {
+        if (snap.streams.length) await c.putStreams(snap.streams);
+        if (snap.sessions.length) await c.putSessions(snap.sessions.map((s) => structuredClone(s)));
+        if (snap.transactions.length) await c.putTransactions(snap.transactions);
+        if (snap.cameras.length) await c.putCameras(snap.cameras);
+        if (snap.vms.length) await c.putVms(snap.vms);
+      } finally {
+        this.#inFlight = false;
+        if (this.#due) {
+          this.#due = false;
+          this.checkpoint();
+        }
+      }
     });
+  }
+
+  /** A checkpoint at most every `ms` of wall time (for the per-chunk path of imports). */
+  maybeCheckpoint(ms = 1000): void {
+    const now = Date.now();
+    if (now - this.#lastCheckpoint < ms) return;
+    this.#lastCheckpoint = now;
+    this.checkpoint();
   }
 
   /** Waits for queued catalog writes; rethrows the first failure. */
   async drain(): Promise<void> {
-    await this.#chain;
+    // A finishing checkpoint may queue the one that was due: wait until nothing is left.
+    for (;;) {
+      const chain = this.#chain;
+      await chain;
+      if (chain === this.#chain && !this.#inFlight && !this.#due) break;
+    }
     if (this.#chainError) {
       const e = this.#chainError;
       this.#chainError = null;
@@ -204,21 +238,32 @@ export class Ingest {
     } else {
       onRecord = (r) => pipeline.process(r, store.append(r, opts.tapName));
     }
-    const chunk = Buffer.allocUnsafe(4 << 20);
+    // Two buffers: the next chunk is read (in libuv's thread pool) while this one is
+    // parsed, so disk/page-cache copies overlap the packet work.
+    const CHUNK = 4 << 20;
+    const bufs = [Buffer.allocUnsafe(CHUNK), Buffer.allocUnsafe(CHUNK)];
     let pos = 0;
     let fatal: CamtapError | null = null;
+    const readAt = (i: number, at: number) => fh.read(bufs[i]!, 0, CHUNK, at);
     try {
+      let which = 0;
+      let pending = readAt(0, 0);
       for (;;) {
         if (opts.signal?.aborted) throw new CamtapError('CAMTAP_ERR_INTERRUPTED', { reason: `import of ${file} stopped at offset ${parser.offset}` });
-        const { bytesRead } = await fh.read(chunk, 0, chunk.length, pos);
+        const { bytesRead } = await pending;
         if (bytesRead === 0) break;
+        const chunk = bufs[which]!;
         pos += bytesRead;
-        // The parser's views into `chunk` are only used synchronously, so the buffer can be reused.
+        which ^= 1;
+        pending = readAt(which, pos);
+        // The parser's views into `chunk` are used synchronously only (it copies a record
+        // that straddles two chunks), so the buffer is free again after push().
         parser.push(chunk.subarray(0, bytesRead), onRecord);
         opts.onChunk?.(pos, parser.records);
         if (!opts.inPlace) store.flush();
-        this.checkpoint();
+        this.maybeCheckpoint();
       }
+      await pending.catch(() => undefined);
       parser.end();
     } catch (e) {
       if (e instanceof CamtapError && e.code !== 'CAMTAP_ERR_INTERRUPTED') fatal = e;
