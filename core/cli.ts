@@ -15,7 +15,7 @@ import { createCamtap, type Camtap } from './container.js';
 import { CamtapError, isCamtapError } from './errors.js';
 import { expandCapturePaths, type FileResult } from './capture/ingest.js';
 import type { TapConfig } from './contracts/plugin.js';
-import { TapRunner } from './capture/tap-runner.js';
+import { TapRunner, inventoryResolver } from './capture/tap-runner.js';
 import type { CameraRecord, SessionRecord, StreamRecord, VmsRecord } from './contracts/records.js';
 
 const HELP = `camtap — capture, archive and index IP camera <-> VMS traffic
@@ -269,19 +269,20 @@ async function tapConfigs(c: Camtap, names: string[] | null): Promise<TapConfig[
 async function cmdTaps(g: Globals, args: string[]): Promise<number> {
   return withCamtap(g, async (c) => {
     const host = c.cradle.plugins;
+    const resolve = inventoryResolver(c.cradle.config, { cameras: await c.cradle.catalog.listCameras(), vms: await c.cradle.catalog.listVms() });
     if (args[0] === 'explain') {
       const name = args[1];
       if (!name) throw new CamtapError('CAMTAP_ERR_USAGE', { reason: 'taps explain needs a tap name' });
       const [t] = await tapConfigs(c, [name]);
       const d = host.tapDriver(t!.driver, t!.name);
-      const native = d.translate(t!.filter);
+      const native = d.translate(t!.filter, resolve);
       if (g.json) out(JSON.stringify({ tap: t!.name, driver: t!.driver, filter: t!.filter, native }));
       else out(`tap ${t!.name} (driver ${t!.driver})\n  filter spec: ${JSON.stringify(t!.filter)}\n  native:      ${native || '(everything)'}`);
       return 0;
     }
     const list = await tapConfigs(c, null);
     if (g.json) out(JSON.stringify(list, null, 2));
-    else out(table(list.map((t) => ({ id: t.id, name: t.name, driver: t.driver, filter: host.tapDrivers.get(t.driver)?.translate(t.filter) ?? '(driver not installed)' })), ['id', 'name', 'driver', 'filter']));
+    else out(table(list.map((t) => ({ id: t.id, name: t.name, driver: t.driver, filter: host.tapDrivers.get(t.driver)?.translate(t.filter, resolve) ?? '(driver not installed)' })), ['id', 'name', 'driver', 'filter']));
     return 0;
   });
 }
@@ -293,8 +294,10 @@ async function cmdCapture(g: Globals, tapNames: string[] | null, duration: numbe
     if (cfgs.length === 0) throw new CamtapError('CAMTAP_ERR_USAGE', { reason: 'no taps configured: add a `taps:` list to the config (see README)' });
     pipeline.restoreStreams(await catalog.listStreams());
     pipeline.restoreInventory(await catalog.listCameras(), await catalog.listVms());
-    const runner = new TapRunner(c.cradle);
     const ac = new AbortController();
+    const { config, plugins } = c.cradle;
+    const resolve = inventoryResolver(config, { cameras: await catalog.listCameras(), vms: await catalog.listVms() });
+    const runner = new TapRunner({ config, log, plugins, store, pipeline, ingest, resolve, onHalt: () => ac.abort() });
     const stop = () => ac.abort();
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
@@ -316,6 +319,10 @@ async function cmdCapture(g: Globals, tapNames: string[] | null, duration: numbe
     for (const s of runner.status()) log.info(s, 'tap stopped');
     if (g.json) out(JSON.stringify(runner.status()));
     for (const e of runner.fileErrors) process.stderr.write(`camtap: error ${e.code}: ${e.message}\n`);
+    if (runner.halted) {
+      process.stderr.write(`camtap: error ${runner.halted.code}: ${runner.halted.message}\n`);
+      return runner.halted.exit;
+    }
     return runner.failed().length || runner.fileErrors.length ? 69 : 0;
   }, 'write');
 }

@@ -29,6 +29,10 @@ export interface TapRunnerDeps {
   store: SegmentStore;
   pipeline: CapturePipeline;
   ingest: Ingest;
+  /** Inventory names in filter specs -> addresses. */
+  resolve: NameResolver;
+  /** Called once when the store halts (disk full): the owner stops the taps. */
+  onHalt?: (e: CamtapError) => void;
 }
 
 interface Running {
@@ -38,9 +42,16 @@ interface Running {
   error: Error | null;
 }
 
-/** Inventory names from the config: camera/VMS name -> addresses. */
-export function configResolver(config: Pick<Config, 'cameras' | 'vms'>): NameResolver {
-  return (name, kind) => (kind === 'camera' ? config.cameras : config.vms).filter((x) => x.name === name).map((x) => x.address);
+/**
+ * Inventory names -> addresses for filter specs: the config's cameras and VMSs first,
+ * then what camtap learned (catalog inventory records).
+ */
+export function inventoryResolver(config: Pick<Config, 'cameras' | 'vms'>, learned: { cameras: Array<{ name: string; address: string }>; vms: Array<{ name: string; address: string }> } = { cameras: [], vms: [] }): NameResolver {
+  return (name, kind) => {
+    const from = (list: Array<{ name: string; address: string }>) => list.filter((x) => x.name === name).map((x) => x.address);
+    const configured = from(kind === 'camera' ? config.cameras : config.vms);
+    return configured.length ? configured : from(kind === 'camera' ? learned.cameras : learned.vms);
+  };
 }
 
 /** A predicate over a frame's decoded IP header, for taps without a kernel filter. */
@@ -65,19 +76,41 @@ export class TapRunner {
   readonly #d: TapRunnerDeps;
   readonly #running: Running[] = [];
   readonly fileErrors: CamtapError[] = [];
+  /** The store error that halted capture (disk full), if any. */
+  halted: CamtapError | null = null;
 
   constructor(deps: TapRunnerDeps) {
     this.#d = deps;
   }
 
+  /**
+   * Copy mode with a full disk: the store halts (everything before is kept) and every tap
+   * is stopped through `onHalt`; frames arriving meanwhile are dropped, not thrown at the
+   * tap driver.
+   */
+  #storeSink(): FrameSink {
+    const { ingest, store } = this.#d;
+    return (f) => {
+      if (this.halted) return;
+      try {
+        ingest.sink(f);
+      } catch (e) {
+        if (!(e instanceof CamtapError) || !store.halted) throw e;
+        this.halted = e;
+        this.#d.onHalt?.(e);
+      }
+    };
+  }
+
   #sinkFor(cfg: TapConfig, options: Record<string, unknown>): FrameSink {
     const { ingest, pipeline, store } = this.#d;
     const isFileTap = cfg.driver === 'pcap-file';
-    const keep = isFileTap && Object.keys(cfg.filter).length > 0 ? framePredicate(toPredicate(cfg.filter, configResolver(this.#d.config))) : null;
+    const keep = isFileTap && Object.keys(cfg.filter).length > 0 ? framePredicate(toPredicate(cfg.filter, this.#d.resolve)) : null;
     if (!(isFileTap && options.inPlace === true)) {
-      if (!keep) return ingest.sink;
+      const sink = this.#storeSink();
+      if (!keep) return sink;
       return (f) => {
-        if (keep(f)) ingest.sink(f);
+        if (keep(f)) sink(f);
       };
     }
     // In place: locations are (the file's external segment, the record's offset).
@@ -122,7 +155,7 @@ export class TapRunner {
     const { plugins, log, config } = this.#d;
     for (const cfg of cfgs) {
       const driver = plugins.tapDriver(cfg.driver, cfg.name);
-      const options: Record<string, unknown> = { ...cfg.options, resolve: configResolver(config), dataDir: config.dataDir };
+      const options: Record<string, unknown> = { ...cfg.options, resolve: this.#d.resolve, dataDir: config.dataDir };
       if (cfg.driver === 'pcap-file') {
         options.onFileError = (file: string, errors: CamtapError[]) => {
           for (const e of errors) log.error({ tap: cfg.name, file, code: e.code }, e.message);

@@ -55,8 +55,11 @@ export interface Tap {
 /** A tap driver plugin (tap-drivers/<name>). */
 export interface TapDriver {
   meta: PluginMeta;
-  /** The driver's native filter for a spec (BPF string, predicate description, ...). */
-  translate(spec: FilterSpec): string;
+  /**
+   * The driver's native filter for a spec (BPF string, predicate description, ...).
+   * `resolve` maps the camera/VMS inventory names a spec may use to their addresses.
+   */
+  translate(spec: FilterSpec, resolve?: (name: string, kind: 'camera' | 'vms') => string[]): string;
   create(config: TapConfig, ctx: PluginContext): Tap;
 }
 

@@ -291,7 +291,7 @@ class LibpcapTap implements Tap {
 /** The driver: BPF translation and tap creation. */
 const driver: TapDriver = {
   meta,
-  translate: (spec: FilterSpec) => toBpf(spec),
+  translate: (spec: FilterSpec, resolve?: NameResolver) => toBpf(spec, resolve),
   create: (config: TapConfig, ctx: PluginContext) => new LibpcapTap(config, ctx),
 };
 

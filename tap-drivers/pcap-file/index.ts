@@ -367,7 +367,7 @@ class PcapFileTap implements Tap {
 /** The driver. translate() is the BPF equivalent of the predicate the pipeline applies. */
 const driver: TapDriver = {
   meta,
-  translate: (spec: FilterSpec) => toBpf(spec),
+  translate: (spec: FilterSpec, resolve?: NameResolver) => toBpf(spec, resolve),
   create: (config: TapConfig, ctx: PluginContext) => new PcapFileTap(config, ctx),
 };
 

@@ -280,7 +280,7 @@ class TcpdumpTap implements Tap {
 /** The driver: BPF translation and tap creation. */
 const driver: TapDriver = {
   meta,
-  translate: (spec: FilterSpec) => toBpf(spec),
+  translate: (spec: FilterSpec, resolve?: NameResolver) => toBpf(spec, resolve),
   create: (config: TapConfig, ctx: PluginContext) => new TcpdumpTap(config, ctx),
 };
 
