@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
-pkgs=(libpcap-dev tcpdump tshark ffmpeg tcpreplay nftables iproute2
+pkgs=(libpcap-dev tcpdump tshark ffmpeg tcpreplay nftables iproute2 time
       python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools gstreamer1.0-plugins-base
       gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-rtsp gstreamer1.0-libav
       redis-server postgresql)
