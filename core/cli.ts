@@ -23,7 +23,8 @@ const HELP = `camtap — capture, archive and index IP camera <-> VMS traffic
 Usage: camtap <command> [options]
 
 Commands:
-  import <files|folders>...   ingest PCAP/PCAPNG captures (--in-place: index them where they lie)
+  import <files|folders>...   ingest PCAP/PCAPNG captures (--in-place: index them where they lie;
+                              files imported before are skipped unless --force)
   capture                     run the configured live taps until Ctrl-C (--tap NAME, --duration SECS)
   streams                     RTP streams learned (camera, destination, codec, span, packets, loss)
   sessions                    RTSP dialogs learned (URL, transport, ports, session id, auth)
@@ -107,11 +108,21 @@ async function withCamtap<T>(g: Globals, fn: (c: Camtap) => Promise<T>, mode: 'r
   }
 }
 
-async function cmdImport(g: Globals, args: string[], inPlace: boolean): Promise<number> {
+/** Catalog meta key: the capture files imported so far (kept across reindex). */
+const IMPORTS_KEY = 'imports';
+interface ImportMark {
+  size: number;
+  mtimeMs: number;
+  inPlace: boolean;
+  at: string;
+}
+
+async function cmdImport(g: Globals, args: string[], inPlace: boolean, force = false): Promise<number> {
   if (args.length === 0) throw new CamtapError('CAMTAP_ERR_USAGE', { reason: 'import needs at least one capture file or folder' });
   const files = expandCapturePaths(args);
   if (files.length === 0) throw new CamtapError('CAMTAP_ERR_USAGE', { reason: `no capture files (.pcap, .pcapng, .cap) under ${args.join(', ')}` });
   const results: FileResult[] = [];
+  const skipped: string[] = [];
   const ac = new AbortController();
   const stop = () => ac.abort();
   process.once('SIGINT', stop);
@@ -125,7 +136,17 @@ async function cmdImport(g: Globals, args: string[], inPlace: boolean): Promise<
       let doneBytes = 0;
       const sizes = await Promise.all(files.map((f) => stat(f).then((s) => s.size, () => 0)));
       const totalBytes = sizes.reduce((a, b) => a + b, 0);
+      // Files already imported (same path, size and modification time) are skipped: their
+      // packets would be counted twice. --force imports them again.
+      const imported = (await catalog.getMeta<Record<string, ImportMark>>(IMPORTS_KEY)) ?? {};
       for (const [i, file] of files.entries()) {
+        const st = await stat(file).catch(() => null);
+        const mark = imported[file];
+        if (st && mark && !force && mark.size === st.size && mark.mtimeMs === st.mtimeMs) {
+          skipped.push(file);
+          doneBytes += sizes[i]!;
+          continue;
+        }
         try {
           const r = await ingest.ingestFile(file, {
             tapId,
@@ -135,6 +156,10 @@ async function cmdImport(g: Globals, args: string[], inPlace: boolean): Promise<
             onChunk: (b) => bar.update(file, doneBytes + b, totalBytes, pipeline.counters.packets),
           });
           results.push(r);
+          if (st && r.records > 0) {
+            imported[file] = { size: st.size, mtimeMs: st.mtimeMs, inPlace, at: new Date().toISOString() };
+            await catalog.setMeta(IMPORTS_KEY, imported);
+          }
         } catch (e) {
           if (isCamtapError(e, 'CAMTAP_ERR_INTERRUPTED')) throw e;
           if (!isCamtapError(e)) throw e;
@@ -157,6 +182,7 @@ async function cmdImport(g: Globals, args: string[], inPlace: boolean): Promise<
   } else {
     for (const r of results) out(`${r.file}: ${r.format ?? 'unreadable'}, ${r.records} packets${r.segment !== null && inPlace ? `, indexed in place as segment ${r.segment}` : ''}`);
   }
+  for (const f of skipped) process.stderr.write(`camtap: ${f}: already imported, skipped (--force imports it again)\n`);
   for (const e of errors) process.stderr.write(`camtap: error ${e.code}: ${e.message}\n`);
   return errors.length ? 65 : 0;
 }
@@ -167,7 +193,9 @@ async function cmdReindex(g: Globals): Promise<number> {
   await withCamtap(g, async (c) => {
     const { catalog, store, ingest } = c.cradle;
     const taps = await catalog.listTaps();
+    const imports = await catalog.getMeta(IMPORTS_KEY);
     await catalog.clear();
+    if (imports) await catalog.setMeta(IMPORTS_KEY, imports);
     for (const t of taps.sort((a, b) => a.id - b.id)) await catalog.tapId(t.name);
     for (const f of existsSync(indexDir) ? readdirSync(indexDir) : []) rmSync(path.join(indexDir, f), { force: true });
     const tapIds = new Map<string, number>();
@@ -343,6 +371,7 @@ export async function main(argv: string[]): Promise<number> {
       config: { type: 'string' },
       json: { type: 'boolean', default: false },
       'in-place': { type: 'boolean', default: false },
+      force: { type: 'boolean', default: false },
       tap: { type: 'string', multiple: true },
       duration: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -358,7 +387,7 @@ export async function main(argv: string[]): Promise<number> {
   const args = positionals.slice(1);
   switch (cmd) {
     case 'import':
-      return cmdImport(g, args, values['in-place'] === true);
+      return cmdImport(g, args, values['in-place'] === true, values.force === true);
     case 'reindex':
       return cmdReindex(g);
     case 'streams':

@@ -18,6 +18,9 @@ t.test('two consecutive imports continue the same streams', { skip: have('editca
   execFileSync('editcap', ['-r', whole, b, '2801-5616']);
   const split = path.join(dir, 'split');
   t.equal((await camtap(['import', a], { data: split })).code, 0);
+  const again = await camtap(['import', a], { data: split });
+  t.equal(again.code, 0);
+  t.match(again.stderr, `${a}: already imported, skipped`, 'importing a file twice does not count its packets twice');
   t.equal((await camtap(['import', b], { data: split })).code, 0);
   const once = path.join(dir, 'once');
   t.equal((await camtap(['import', whole], { data: once })).code, 0);
