@@ -28,6 +28,7 @@ Commands:
   capture                     run the configured live taps until Ctrl-C (--tap NAME, --duration SECS)
   streams                     RTP streams learned (camera, destination, codec, span, packets, loss)
   sessions                    RTSP dialogs learned (URL, transport, ports, session id, auth)
+  transactions                camera HTTP/ONVIF exchanges (configuration transactions)
   inventory                   VMSs and the cameras they use
   segments                    stored segments
   taps [explain <tap>]        configured taps; explain prints a tap's native filter
@@ -123,6 +124,7 @@ async function cmdImport(g: Globals, args: string[], inPlace: boolean, force = f
   if (files.length === 0) throw new CamtapError('CAMTAP_ERR_USAGE', { reason: `no capture files (.pcap, .pcapng, .cap) under ${args.join(', ')}` });
   const results: FileResult[] = [];
   const skipped: string[] = [];
+  let counters: Record<string, number> = {};
   const ac = new AbortController();
   const stop = () => ac.abort();
   process.once('SIGINT', stop);
@@ -172,15 +174,18 @@ async function cmdImport(g: Globals, args: string[], inPlace: boolean, force = f
       pipeline.finish();
       ingest.checkpoint();
       await ingest.drain();
+      counters = { ...pipeline.counters };
     }, 'write');
   } finally {
     process.off('SIGINT', stop);
   }
   const errors = results.flatMap((r) => r.errors);
   if (g.json) {
-    out(JSON.stringify({ files: results.map((r) => ({ file: r.file, format: r.format, packets: r.records, bytes: r.bytes, segment: r.segment, errors: r.errors.map((e) => e.toJSON()) })) }, null, 2));
+    out(JSON.stringify({ files: results.map((r) => ({ file: r.file, format: r.format, packets: r.records, bytes: r.bytes, segment: r.segment, errors: r.errors.map((e) => e.toJSON()) })), skipped, counters }, null, 2));
   } else {
     for (const r of results) out(`${r.file}: ${r.format ?? 'unreadable'}, ${r.records} packets${r.segment !== null && inPlace ? `, indexed in place as segment ${r.segment}` : ''}`);
+    const bad = (['rtpMalformed', 'rtcpMalformed', 'messageErrors', 'truncated', 'badHeader', 'unsupportedLink', 'tcpGaps'] as const).filter((k) => counters[k]);
+    if (bad.length) out(`malformed or incomplete (counted, skipped): ${bad.map((k) => `${k} ${counters[k]}`).join(', ')}`);
   }
   for (const f of skipped) process.stderr.write(`camtap: ${f}: already imported, skipped (--force imports it again)\n`);
   for (const e of errors) process.stderr.write(`camtap: error ${e.code}: ${e.message}\n`);
@@ -243,7 +248,7 @@ function streamRows(list: StreamRecord[]) {
   }));
 }
 
-async function cmdList(g: Globals, what: 'streams' | 'sessions' | 'inventory' | 'segments'): Promise<number> {
+async function cmdList(g: Globals, what: 'streams' | 'sessions' | 'inventory' | 'segments' | 'transactions'): Promise<number> {
   return withCamtap(g, async (c) => {
     const cat = c.cradle.catalog;
     if (what === 'streams') {
@@ -267,6 +272,10 @@ async function cmdList(g: Globals, what: 'streams' | 'sessions' | 'inventory' | 
             ['session', 'client', 'server', 'url', 'transport', 'auth', 'methods'],
           ),
         );
+    } else if (what === 'transactions') {
+      const list = await cat.listTransactions();
+      if (g.json) out(JSON.stringify(list, null, 2));
+      else out(table(list.map((x) => ({ time: x.time.replace('T', ' ').slice(0, 23), kind: x.kind, client: x.client, server: x.server, method: x.method, url: x.url, operation: x.operation ?? '', status: x.status ?? '' })), ['time', 'kind', 'client', 'server', 'method', 'url', 'operation', 'status']));
     } else if (what === 'inventory') {
       const vms: VmsRecord[] = await cat.listVms();
       const cams: CameraRecord[] = await cat.listCameras();
@@ -394,6 +403,7 @@ export async function main(argv: string[]): Promise<number> {
     case 'sessions':
     case 'inventory':
     case 'segments':
+    case 'transactions':
       return cmdList(g, cmd);
     case 'taps':
       return cmdTaps(g, args);
