@@ -136,13 +136,17 @@ export class CapturePipeline {
   readonly #conns = new Map<string, TcpConn>();
   readonly #rules = new Map<string, MediaRule>();
   #rulesEpoch = 0;
-  readonly #streams: RtpStreamState[] = [];
+  #streams: RtpStreamState[] = [];
+  /** Index-writer keys are never reused, even after a stream is evicted from memory. */
+  #nextStreamKey = 0;
   readonly #streamsById = new Map<string, RtpStreamState>();
   readonly #bySsrc = new Map<number, RtpStreamState[]>();
   readonly #restored = new Map<string, StreamRecord>();
   #seedCameras: CameraRecord[] = [];
   #seedVms: VmsRecord[] = [];
-  readonly #dialogs: RtspDialog[] = [];
+  #dialogs: RtspDialog[] = [];
+  /** Dialogs of connections that ended: dropped from memory once persisted. */
+  readonly #finishedDialogs = new WeakSet<RtspDialog>();
   readonly #http: HttpConnectionLearner[] = [];
   readonly #writers = new Map<number, SegmentIndexWriter>();
   #lastWriterSeg = -1;
@@ -265,8 +269,9 @@ export class CapturePipeline {
     }
     this.counters.rtp++;
     let s = ms.last;
-    if (s === null || s.ssrc !== h.ssrc) {
-      s = ms.streams.get(h.ssrc) ?? this.#newStream(ms, h.ssrc, h.payloadType);
+    if (s === null || s.ssrc !== h.ssrc || s.evicted) {
+      s = ms.streams.get(h.ssrc) ?? null;
+      if (s === null || s.evicted) s = this.#newStream(ms, h.ssrc, h.payloadType);
       ms.last = s;
     }
     const flags = s.codec === null ? 0 : inspectPayload(s.codec, buf, h.payloadOff, h.payloadLen);
@@ -296,7 +301,7 @@ export class CapturePipeline {
     const rule = ms.rule;
     const dialog = rule?.dialog ?? null;
     const camera = dialog ? dialog.record.camera : this.cameraName(ms.direction === 'client->server' ? hostOf(ms.dst) : ms.srcIp);
-    const s = new RtpStreamState(this.#streams.length, { transport: ms.transport, src: ms.src, dst: ms.dst, channel: ms.channel, ssrc }, camera);
+    const s = new RtpStreamState(this.#nextStreamKey++, { transport: ms.transport, src: ms.src, dst: ms.dst, channel: ms.channel, ssrc }, camera);
     s.direction = ms.direction;
     if (dialog) {
       s.session = dialog.record.sessionId;
@@ -483,6 +488,7 @@ export class CapturePipeline {
   // ------------------------------------------------------------------ housekeeping
   #sweep(nowSec: number): void {
     this.#sweepAt = nowSec + 60;
+    this.#evict(nowSec);
     this.#flows.sweep(nowSec, (f) => {
       if (f.protocol !== 6) return;
       const fs = f.state as TcpFlowState;
@@ -496,6 +502,7 @@ export class CapturePipeline {
   }
 
   #finishConn(conn: TcpConn): void {
+    if (conn.rtsp) for (const d of conn.rtsp.dialogs) this.#finishedDialogs.add(d);
     for (const s of conn.sides) {
       if (!s) continue;
       s.reasm.flush();
@@ -503,6 +510,45 @@ export class CapturePipeline {
     }
     conn.rtsp?.finish();
     conn.http?.finish();
+  }
+
+  /**
+   * A long live capture must not grow memory with every stream and dialog it ever saw:
+   * what is idle (streams) or finished (dialogs) and already persisted leaves memory. The
+   * inventory keeps it (the snapshot's inventory becomes the seed), and a stream that
+   * resumes continues from its record, like one resumed by a later import.
+   */
+  #evict(nowSec: number): void {
+    const idle = this.#flows.idleSec;
+    const gone = this.#streams.filter((s) => !s.dirty && nowSec - s.lastSec > idle);
+    if (gone.length) {
+      const noTaps = () => [] as number[];
+      const inv = this.#inventory();
+      this.#seedCameras = inv.cameras;
+      this.#seedVms = inv.vms;
+      const set = new Set(gone);
+      this.#streams = this.#streams.filter((s) => !set.has(s));
+      for (const s of gone) {
+        const r = s.toRecord(noTaps);
+        this.#restored.set(s.id, r);
+        this.#streamsById.delete(s.id);
+        const list = this.#bySsrc.get(s.ssrc)?.filter((x) => x !== s) ?? [];
+        if (list.length) this.#bySsrc.set(s.ssrc, list);
+        else this.#bySsrc.delete(s.ssrc);
+        s.evicted = true;
+      }
+    }
+    if (this.#dialogs.some((d) => !d.dirty && this.#finishedDialogs.has(d))) {
+      const inv = this.#inventory();
+      this.#seedCameras = inv.cameras;
+      this.#seedVms = inv.vms;
+      this.#dialogs = this.#dialogs.filter((d) => d.dirty || !this.#finishedDialogs.has(d));
+    }
+  }
+
+  /** Streams and dialogs held in memory (for status and tests). */
+  get memory(): { streams: number; dialogs: number; flows: number } {
+    return { streams: this.#streams.length, dialogs: this.#dialogs.length, flows: this.#flows.size };
   }
 
   /** End of input (import done, tap closed): flush reassembly and pending requests. */
@@ -523,9 +569,7 @@ export class CapturePipeline {
       this.#lastWriter = null;
       this.#lastWriterSeg = -1;
     }
-    const ids: string[] = [];
-    for (const s of this.#streams) if (s.indexSeg === segment) ids.push(s.id);
-    return ids;
+    return w.summary().streams.map((x) => x.streamId);
   }
 
   /** Segments that have index entries not yet written. */

@@ -83,6 +83,8 @@ export class RtpStreamState {
   readonly #seen = new Uint32Array(2048);
   /** True when the stats changed since the last snapshot. */
   dirty = true;
+  /** Dropped from the pipeline's memory (idle and persisted); a new state continues it. */
+  evicted = false;
   /** Segment whose index writer knows this stream (the pipeline registers it once per segment). */
   indexSeg = -1;
 
