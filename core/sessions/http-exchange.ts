@@ -40,6 +40,12 @@ export class HttpConnectionLearner {
       this.#pending.push({ msg, sec, nsec });
       return;
     }
+    // 1xx answers are interim (RFC 9110 §15.2): 100 Continue, 102 Processing, 103 Early Hints
+    // come before the final answer and may arrive unasked, after the whole request. Pairing
+    // one would give the exchange a 1xx status and leave the final answer to the next request.
+    // 101 Switching Protocols is the final answer to an Upgrade (RFC 9110 §15.2.2).
+    const status = msg.status ?? 0;
+    if (status >= 100 && status < 200 && status !== 101) return;
     const req = this.#pending.shift();
     if (req) this.#record(req, msg);
   }
