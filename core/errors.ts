@@ -36,6 +36,7 @@ export const ERRORS = {
   CAMTAP_ERR_INDEX: { message: 'index {file}: {reason}', exit: 74, http: 500 },
   CAMTAP_ERR_CATALOG: { message: 'catalog {url}: {reason}', exit: 69, http: 503 },
   CAMTAP_ERR_NOT_FOUND: { message: '{what} {id} not found', exit: 1, http: 404 },
+  CAMTAP_ERR_RANGE: { message: 'range {range}: {reason}', exit: 64, http: 457 },
   CAMTAP_ERR_INTERRUPTED: { message: 'interrupted: {reason}', exit: 130, http: 503 },
 } as const satisfies Record<string, ErrorDef>;
 
