@@ -4,7 +4,7 @@
  * logs and progress on stderr. Every command takes `--data DIR` (or CAMTAP_DATA,
  * default ./data) and `--config FILE` (or CAMTAP_CONFIG).
  */
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { createWriteStream, existsSync, readdirSync, rmSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +16,9 @@ import { CamtapError, isCamtapError } from './errors.js';
 import { expandCapturePaths, type FileResult } from './capture/ingest.js';
 import type { TapConfig } from './contracts/plugin.js';
 import { TapRunner, inventoryResolver } from './capture/tap-runner.js';
+import { planReplay } from './query/plan.js';
+import { exportPcap } from './serve/export.js';
+import type { StreamSelector } from './query/types.js';
 import type { CameraRecord, SessionRecord, StreamRecord, VmsRecord } from './contracts/records.js';
 
 const HELP = `camtap — capture, archive and index IP camera <-> VMS traffic
@@ -33,6 +36,9 @@ Commands:
   segments                    stored segments
   taps [explain <tap>]        configured taps; explain prints a tap's native filter
   reindex                     rebuild index and catalog from the stored segments
+  export --out FILE           a stream's packets as captured, with its RTSP dialog (--format pcap|pcapng);
+                              pick the stream with --stream ID, --camera, --dst, --codec, --url, --ssrc,
+                              and the range with --start/--end (ISO 8601 or -10m, -30s, -2h)
   demo                        import the bundled demo capture and list its streams
 
 Options:
@@ -364,6 +370,42 @@ async function cmdCapture(g: Globals, tapNames: string[] | null, duration: numbe
   }, 'write');
 }
 
+function selectorFrom(values: Record<string, unknown>): StreamSelector {
+  const sel: StreamSelector = {};
+  const str = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
+  if (str('stream')) sel.id = str('stream');
+  if (str('camera')) sel.camera = str('camera');
+  if (str('dst')) sel.dst = str('dst');
+  if (str('codec')) sel.codec = str('codec');
+  if (str('url')) sel.url = str('url');
+  if (str('ssrc')) {
+    const v = Number(str('ssrc'));
+    if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new CamtapError('CAMTAP_ERR_USAGE', { reason: `--ssrc ${str('ssrc')}: not a 32-bit number (decimal or 0x hex)` });
+    sel.ssrc = v;
+  }
+  if (str('start')) sel.start = str('start');
+  if (str('end')) sel.end = str('end');
+  return sel;
+}
+
+async function cmdExport(g: Globals, values: Record<string, unknown>): Promise<number> {
+  const format = (values.format as string | undefined) ?? 'pcap';
+  if (format !== 'pcap' && format !== 'pcapng') throw new CamtapError('CAMTAP_ERR_USAGE', { reason: `--format ${format}: pcap or pcapng` });
+  const file = values.out as string | undefined;
+  if (!file) throw new CamtapError('CAMTAP_ERR_USAGE', { reason: 'export needs --out FILE (- for standard output)' });
+  const sel = selectorFrom(values);
+  return withCamtap(g, async (c) => {
+    const { catalog, indexDir } = c.cradle;
+    const plan = await planReplay(catalog, sel);
+    const segs = new Map((await catalog.listSegments()).map((x) => [x.id, x]));
+    const out = file === '-' ? process.stdout : createWriteStream(file);
+    const r = await exportPcap({ indexDir, segments: (id) => segs.get(id) }, plan, out, { format });
+    if (out !== process.stdout) await new Promise<void>((res, rej) => (out as ReturnType<typeof createWriteStream>).end((e?: Error | null) => (e ? rej(e) : res())));
+    process.stderr.write(`camtap: exported ${r.packets} packets of stream ${plan.stream.id} (${plan.stream.camera} -> ${plan.stream.dst}) and ${r.dialogPackets} of its RTSP dialog${file === '-' ? '' : ` to ${file}`}\n`);
+    return 0;
+  });
+}
+
 function demoCapture(): string {
   const here = path.dirname(fileURLToPath(import.meta.url));
   for (const p of [path.resolve(here, '../../fixtures/captures/netns_multi.pcap'), path.resolve(here, '../fixtures/captures/netns_multi.pcap')]) if (existsSync(p)) return p;
@@ -381,6 +423,16 @@ export async function main(argv: string[]): Promise<number> {
       json: { type: 'boolean', default: false },
       'in-place': { type: 'boolean', default: false },
       force: { type: 'boolean', default: false },
+      format: { type: 'string' },
+      out: { type: 'string', short: 'o' },
+      stream: { type: 'string' },
+      camera: { type: 'string' },
+      dst: { type: 'string' },
+      codec: { type: 'string' },
+      url: { type: 'string' },
+      ssrc: { type: 'string' },
+      start: { type: 'string' },
+      end: { type: 'string' },
       tap: { type: 'string', multiple: true },
       duration: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -407,6 +459,8 @@ export async function main(argv: string[]): Promise<number> {
       return cmdList(g, cmd);
     case 'taps':
       return cmdTaps(g, args);
+    case 'export':
+      return cmdExport(g, values);
     case 'capture':
       return cmdCapture(g, values.tap ?? null, values.duration ? Number(values.duration) : null);
     case 'demo': {
