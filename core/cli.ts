@@ -9,7 +9,7 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { loadConfig, type Config } from './config.js';
+import { loadConfig, rtspBase, type Config } from './config.js';
 import { createLogger } from './logger.js';
 import { createCamtap, type Camtap } from './container.js';
 import { CamtapError, isCamtapError } from './errors.js';
@@ -18,6 +18,8 @@ import type { TapConfig } from './contracts/plugin.js';
 import { TapRunner, inventoryResolver } from './capture/tap-runner.js';
 import { planReplay } from './query/plan.js';
 import { exportPcap } from './serve/export.js';
+import { CatalogReplaySource, replayUrl } from './serve/replay-source.js';
+import { RtspServer } from './serve/rtsp-server.js';
 import type { StreamSelector } from './query/types.js';
 import type { CameraRecord, SessionRecord, StreamRecord, VmsRecord } from './contracts/records.js';
 
@@ -39,6 +41,9 @@ Commands:
   export --out FILE           a stream's packets as captured, with its RTSP dialog (--format pcap|pcapng);
                               pick the stream with --stream ID, --camera, --dst, --codec, --url, --ssrc,
                               and the range with --start/--end (ISO 8601 or -10m, -30s, -2h)
+  serve                       serve recorded streams over RTSP (--rtsp-port, default 8554):
+                              rtsp://HOST:8554/replay/<camera or stream id>?start=&end=&speed=1|4|max;
+                              runs the configured taps too; with no config, serves the demo capture
   demo                        import the bundled demo capture and list its streams
 
 Options:
@@ -258,7 +263,8 @@ async function cmdList(g: Globals, what: 'streams' | 'sessions' | 'inventory' | 
   return withCamtap(g, async (c) => {
     const cat = c.cradle.catalog;
     if (what === 'streams') {
-      const list = await cat.listStreams();
+      const base = rtspBase(g.config);
+      const list = (await cat.listStreams()).map((s) => (s.direction === 'client->server' ? s : { ...s, replayUrl: replayUrl(base, s.id) }));
       out(g.json ? JSON.stringify(list, null, 2) : table(streamRows(list), ['id', 'camera', 'src', 'dst', 'tr', 'ssrc', 'codec', 'packets', 'lost', 'dup', 'start', 'secs']));
     } else if (what === 'sessions') {
       const list: SessionRecord[] = await cat.listSessions();
@@ -406,6 +412,57 @@ async function cmdExport(g: Globals, values: Record<string, unknown>): Promise<n
   });
 }
 
+async function cmdServe(g: Globals, rtspPort: number | null, configFile: string | null): Promise<number> {
+  const config = g.config;
+  if (rtspPort !== null) config.serve.rtspPort = rtspPort;
+  // No config at all and nothing recorded yet: serve the bundled demo capture.
+  if (!configFile && config.taps.length === 0) {
+    const probe = await withCamtap(g, async (c) => (await c.cradle.catalog.listStreams()).length);
+    if (probe === 0) await cmdImport({ ...g, json: false }, [demoCapture()], true);
+  }
+  const capturing = config.taps.some((t) => t.enabled);
+  return withCamtap(
+    g,
+    async (c) => {
+      const { catalog, indexDir, log, pipeline, ingest, store, plugins } = c.cradle;
+      const server = new RtspServer({ source: new CatalogReplaySource({ catalog, indexDir }), port: config.serve.rtspPort, host: config.serve.host, log: log.child({ component: 'rtsp' }) });
+      const { port } = await server.listen();
+      config.serve.rtspPort = port;
+      const base = rtspBase(config);
+      const ac = new AbortController();
+      const stop = () => ac.abort();
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      let runner: TapRunner | null = null;
+      let tick: NodeJS.Timeout | null = null;
+      if (capturing) {
+        pipeline.restoreStreams(await catalog.listStreams());
+        pipeline.restoreInventory(await catalog.listCameras(), await catalog.listVms());
+        const resolve = inventoryResolver(config, { cameras: await catalog.listCameras(), vms: await catalog.listVms() });
+        runner = new TapRunner({ config, log, plugins, store, pipeline, ingest, resolve, onHalt: () => ac.abort() });
+        tick = setInterval(() => {
+          store.flush();
+          ingest.checkpoint();
+        }, 1000);
+        runner.start(await tapConfigs(c, null), ac.signal);
+      }
+      const streams = (await catalog.listStreams()).filter((s) => s.direction !== 'client->server');
+      out(`camtap serving RTSP on port ${port}${capturing ? `, capturing with ${config.taps.length} tap(s)` : ''}`);
+      for (const s of streams) out(`  ${replayUrl(base, s.id)}   ${s.camera} -> ${s.dst} ${s.codec ?? ''}`);
+      const cams = [...new Set(streams.map((s) => s.camera))];
+      if (cams.length) out(`  by camera: ${cams.map((k) => `${base}/replay/${encodeURIComponent(k)}`).join('  ')}`);
+      await new Promise((r) => ac.signal.addEventListener('abort', r));
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      if (tick) clearInterval(tick);
+      await runner?.stop();
+      await server.close();
+      return 0;
+    },
+    capturing ? 'write' : 'read',
+  );
+}
+
 function demoCapture(): string {
   const here = path.dirname(fileURLToPath(import.meta.url));
   for (const p of [path.resolve(here, '../../fixtures/captures/netns_multi.pcap'), path.resolve(here, '../fixtures/captures/netns_multi.pcap')]) if (existsSync(p)) return p;
@@ -433,6 +490,7 @@ export async function main(argv: string[]): Promise<number> {
       ssrc: { type: 'string' },
       start: { type: 'string' },
       end: { type: 'string' },
+      'rtsp-port': { type: 'string' },
       tap: { type: 'string', multiple: true },
       duration: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -461,6 +519,8 @@ export async function main(argv: string[]): Promise<number> {
       return cmdTaps(g, args);
     case 'export':
       return cmdExport(g, values);
+    case 'serve':
+      return cmdServe(g, values['rtsp-port'] !== undefined ? Number(values['rtsp-port']) : null, values.config ?? process.env.CAMTAP_CONFIG ?? null);
     case 'capture':
       return cmdCapture(g, values.tap ?? null, values.duration ? Number(values.duration) : null);
     case 'demo': {

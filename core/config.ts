@@ -91,6 +91,17 @@ export const configSchema = z
       .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
       .strict()
       .default({ level: 'info' }),
+    serve: z
+      .object({
+        /** RTSP server port (`camtap serve`, `--rtsp-port`). */
+        rtspPort: z.number().int().min(0).max(65535).default(8554),
+        /** Listen address. */
+        host: z.string().default('0.0.0.0'),
+        /** How clients reach the RTSP server (for `replayUrl`), e.g. rtsp://camtap.example:8554. Default rtsp://127.0.0.1:<rtspPort>. */
+        publicUrl: z.string().nullable().default(null),
+      })
+      .strict()
+      .default({ rtspPort: 8554, host: '0.0.0.0', publicUrl: null }),
     taps: z.array(tapSchema).default([]),
     cameras: z.array(cameraSchema).default([]),
     vms: z.array(vmsSchema).default([]),
@@ -154,6 +165,11 @@ export function loadConfig(opts: { file?: string | null; dataDir?: string | null
   config.dataDir = path.resolve(dataDir ? process.cwd() : base, dataDir ?? config.dataDir);
   config.plugins = config.plugins.map((p) => (p.startsWith('.') || p.startsWith('/') ? path.resolve(base, p) : p));
   return { config, file };
+}
+
+/** Base of the RTSP URLs camtap serves. */
+export function rtspBase(config: Config): string {
+  return config.serve.publicUrl ?? `rtsp://127.0.0.1:${config.serve.rtspPort}`;
 }
 
 /** The catalog URL in force: the configured one or the SQLite file in the data dir. */

@@ -72,8 +72,15 @@ class Rewriter {
   #firstExt = -1;
   #firstTs = 0;
   #prevExt = -1;
+  #prevSrcTs = 0;
+  #prevTsNs = 0n;
+  #prevOutTs = 0;
+  readonly #clockRate: number;
+  /** RTP clock steps smoothed over (see make()). */
+  discontinuities = 0;
 
-  constructor(opts: ReplayOptions) {
+  constructor(opts: ReplayOptions, clockRate: number) {
+    this.#clockRate = clockRate;
     this.#ssrc = (opts.ssrc ?? randomInt(0, 0x1_0000_0000)) >>> 0;
     this.#seqBase = (opts.seq ?? randomInt(0, 0x10000)) & 0xffff;
     this.#tsBase = (opts.timestamp ?? randomInt(0, 0x1_0000_0000)) >>> 0;
@@ -83,9 +90,25 @@ class Rewriter {
     if (this.#firstExt < 0) {
       this.#firstExt = p.ext;
       this.#firstTs = p.timestamp;
+    } else if (p.timestamp !== this.#prevSrcTs) {
+      // A discontinuity in the source's RTP clock (a camera whose shared pipeline restarted
+      // when a second client joined stepped back 1.84 s in the lab capture): players drop
+      // every frame until the clock passes the old point again. The output stays
+      // continuous: across a step of over a second backward, or far ahead of the capture
+      // time that elapsed, RTP time advances by the elapsed capture time instead.
+      const delta = ((p.timestamp - this.#prevSrcTs) | 0);
+      const elapsed = Math.round((Number(p.tsNs - this.#prevTsNs) / 1e9) * this.#clockRate);
+      if (delta < -this.#clockRate || delta > elapsed + 2 * this.#clockRate) {
+        const target = (this.#prevOutTs + Math.max(1, elapsed)) >>> 0;
+        this.#firstTs = (p.timestamp - (target - this.#tsBase)) >>> 0;
+        this.discontinuities++;
+      }
     }
+    this.#prevSrcTs = p.timestamp;
+    this.#prevTsNs = p.tsNs;
     const seq = (this.#seqBase + (p.ext - this.#firstExt)) & 0xffff;
     const timestamp = (this.#tsBase + p.timestamp - this.#firstTs) >>> 0;
+    this.#prevOutTs = timestamp;
     const gapBefore = this.#prevExt < 0 ? 0 : p.ext - this.#prevExt - 1;
     this.#prevExt = p.ext;
     const rtp = p.data;
@@ -123,7 +146,7 @@ export async function* replayPackets(deps: ReplayDeps, plan: ReplayPlan, opts: R
   const [stopSec, stopNsec] = splitNs(plan.endNs + STOP_SLACK_NS);
 
   let out: ReplayPacket[] = [];
-  const rewriter = new Rewriter(opts);
+  const rewriter = new Rewriter(opts, plan.stream.clockRate ?? 90000);
   const units = new AccessUnits((p, key) => out.push(rewriter.make(p, key)));
   const reorder = new SeqReorderer(opts.reorderWindow ?? DEFAULT_WINDOW, BigInt(Math.round((opts.reorderMaxMs ?? DEFAULT_HOLD_MS) * 1e6)), (p) => units.push(p));
   const gate = new StartGate(start.target);

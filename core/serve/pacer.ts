@@ -1,0 +1,348 @@
+/**
+ * Plays one replay iterator into one output at the pace of capture time: packet `p` is
+ * sent when `(p.tsNs - origin.tsNs) / speed` has elapsed since `origin.wall` (speed 1 =
+ * as captured, 4 = four times faster, Infinity = as fast as the output takes it). Sends
+ * RTCP sender reports (RFC 3550 §6.4.1) about every 5 s of wall time, mapping the
+ * packet's capture time to NTP, and an SR + BYE (§6.6) at the end so clients see EOF.
+ *
+ * One loop per session: a slow or stopped client only ever stalls its own loop.
+ */
+import type { Logger } from '../contracts/logger.js';
+import type { ReplayPacket } from '../query/types.js';
+import { RtcpType, unixMsToNtp, writeSenderReport } from '../wire/rtcp.js';
+import { SendSlab, type MediaOutput } from './rtp-output.js';
+
+/** Wall time between sender reports (RFC 3550 §6.2 gives 5 s as the minimum interval). */
+export const SR_INTERVAL_MS = 5000;
+/** Sleeps shorter than this are not worth a timer: the packet goes now. */
+const MIN_SLEEP_MS = 2;
+/**
+ * Over UDP, RTCP travels on its own port, and a client that reads its RTCP socket first
+ * (ffmpeg's rtp_read: "first try RTCP, then RTP") stops on a BYE while the end of the
+ * stream still waits in its RTP socket buffer. So at the end a copy of the final
+ * SR + BYE goes first on the RTP port, behind the last RTP packet (RFC 5761 §4: the
+ * RTCP packet types cannot be mistaken for RTP; ffmpeg and rtcp-mux receivers read it
+ * in order, others drop it), and the BYE on the RTCP port follows this much later.
+ */
+export const UDP_BYE_DELAY_MS = 5000;
+/**
+ * Over TCP the BYE is in order behind the RTP, but it still waits this long after the
+ * last packet: GStreamer's rtspsrc loses the EOS of a BYE that arrives while it is
+ * still going to PLAYING (a whole short recording at `max` can arrive in 50 ms) and then
+ * never ends (seen in 1 of 4 runs of gst-launch without the wait, 0 of 40 with it).
+ */
+export const TCP_BYE_DELAY_MS = Number(process.env.DEV_TCPBYE ?? 500);
+/** Bounds on the access unit held back until its marker (see Player). */
+const MAX_HELD_PACKETS = 2048;
+const MAX_HELD_BYTES = 4 * 1024 * 1024;
+
+export type PlayerEnd = 'eos' | 'stopped' | 'dropped' | 'error';
+
+/**
+ * ```
+ * |V=2|P| SC=1 |  PT=SDES=202  |             length            |   RFC 3550 §6.5
+ * |                          SSRC/CSRC_1                          |
+ * |    CNAME=1    |     length    | user and domain name        ...
+ * ```
+ * Writes an SDES packet with one CNAME item (required in every compound, §6.1). Returns bytes written.
+ */
+export function writeSdesCname(buf: Buffer, off: number, ssrc: number, cname: Buffer): number {
+  const items = 2 + cname.length + 1; // CNAME item, then the END item (a zero octet)
+  const padded = (4 + items + 3) & ~3;
+  const total = 4 + padded;
+  buf.fill(0, off, off + total);
+  buf[off] = 0x81;
+  buf[off + 1] = RtcpType.SDES;
+  buf.writeUInt16BE(total / 4 - 1, off + 2);
+  buf.writeUInt32BE(ssrc >>> 0, off + 4);
+  buf[off + 8] = 1;
+  buf[off + 9] = cname.length;
+  cname.copy(buf, off + 10);
+  return total;
+}
+
+/**
+ * ```
+ * |V=2|P|   SC=1  |   PT=BYE=203  |             length            |   RFC 3550 §6.6
+ * |                           SSRC/CSRC                           |
+ * ```
+ */
+export function writeBye(buf: Buffer, off: number, ssrc: number): number {
+  buf[off] = 0x81;
+  buf[off + 1] = RtcpType.BYE;
+  buf.writeUInt16BE(1, off + 2);
+  buf.writeUInt32BE(ssrc >>> 0, off + 4);
+  return 8;
+}
+
+/** The current pending packet's position, for RTP-Info and Range in a PLAY answer. */
+export interface PlayPosition {
+  tsNs: bigint;
+  seq: number;
+  timestamp: number;
+}
+
+/**
+ * The packets of an access unit are held back until the packet with the marker bit
+ * (RFC 3550 §5.1; RFC 6184 §5.1, RFC 7798 §4.1, RFC 2435 §3: last packet of a frame)
+ * or the first packet of the next one (a new RTP timestamp, for senders that never set
+ * the marker), then sent together. So a replay ends on a whole frame: when the range or
+ * the recording cuts an access unit, its packets are not sent, and players do not
+ * report a truncated last picture. Pacing is unchanged within a frame's few ms.
+ */
+export class Player {
+  readonly #it: AsyncIterator<ReplayPacket>;
+  readonly #out: MediaOutput;
+  readonly #ssrc: number;
+  readonly #cname: Buffer;
+  readonly #log: Logger;
+  readonly #onEnd: (why: PlayerEnd) => void;
+  #speed: number;
+
+  /** Next packet to send (already pulled from the iterator), null before prime / after the end. */
+  #pending: ReplayPacket | null = null;
+  #started = false;
+  #paused = false;
+  #stopped = false;
+  #ended: PlayerEnd | null = null;
+  /** Pacing origin: `wall` (performance.now ms) when the packet with capture time `tsNs` was due. */
+  #origin: { wall: number; tsNs: bigint } | null = null;
+  #wake: (() => void) | null = null;
+  #lastSr = Number.NEGATIVE_INFINITY;
+  #lastSent: { tsNs: bigint; timestamp: number } | null = null;
+  #packets = 0;
+  #octets = 0;
+  readonly #rtcpBuf = Buffer.allocUnsafeSlow(28 + 8 + 264 + 8);
+  /** Copies of the held packets of the access unit in progress (see the class comment). */
+  #held: Buffer[] = [];
+  #heldBytes = 0;
+  #heldTs = 0;
+  #heldLast: { tsNs: bigint; timestamp: number } | null = null;
+  readonly #heldSlab = new SendSlab(64 * 1024);
+
+  constructor(opts: {
+    iterator: AsyncIterator<ReplayPacket>;
+    output: MediaOutput;
+    ssrc: number;
+    speed: number;
+    cname: string;
+    log: Logger;
+    onEnd: (why: PlayerEnd) => void;
+  }) {
+    this.#it = opts.iterator;
+    this.#out = opts.output;
+    this.#ssrc = opts.ssrc;
+    this.#speed = opts.speed;
+    this.#cname = Buffer.from(opts.cname.slice(0, 255), 'utf8').subarray(0, 255);
+    this.#log = opts.log;
+    this.#onEnd = opts.onEnd;
+  }
+
+  get speed(): number {
+    return this.#speed;
+  }
+  get packetsSent(): number {
+    return this.#packets;
+  }
+  get ended(): PlayerEnd | null {
+    return this.#ended;
+  }
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  /** Where play (re)starts: the packet that goes out next, or null at the end. */
+  position(): PlayPosition | null {
+    const p = this.#pending;
+    return p ? { tsNs: p.tsNs, seq: p.seq, timestamp: p.timestamp } : null;
+  }
+
+  /** Pulls the first packet (for RTP-Info) without sending it. Null when the range holds no packet. */
+  async prime(): Promise<PlayPosition | null> {
+    const r = await this.#it.next();
+    if (r.done) {
+      this.#pending = null;
+      return null;
+    }
+    this.#pending = r.value;
+    return this.position();
+  }
+
+  /** Starts sending (after the PLAY answer went out). */
+  start(): void {
+    if (this.#started || this.#stopped) return;
+    this.#started = true;
+    this.#origin = null;
+    void this.#run().catch((e: unknown) => {
+      // A stop aborts the source's signal; its iterator may then throw: that is no failure.
+      if (this.#stopped) return this.#finish('stopped');
+      this.#log.error({ err: e instanceof Error ? e.message : String(e) }, 'replay failed');
+      this.#sendRtcp(true);
+      this.#finish('error');
+    });
+  }
+
+  pause(): void {
+    if (this.#paused || this.#stopped) return;
+    this.#paused = true;
+    this.#kick();
+  }
+
+  /** Continues from the pending packet; pacing restarts from now. */
+  resume(speed?: number): void {
+    if (this.#stopped) return;
+    if (speed !== undefined) this.#speed = speed;
+    this.#paused = false;
+    this.#origin = null;
+    this.#kick();
+  }
+
+  /** Changes the pace while playing (PLAY with a new Scale). */
+  setSpeed(speed: number): void {
+    if (speed === this.#speed) return;
+    this.#speed = speed;
+    this.#origin = null;
+    this.#kick();
+  }
+
+  /** Stops for good; the iterator is closed. Idempotent. */
+  stop(): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#kick();
+    if (!this.#started) this.#finish('stopped');
+  }
+
+  #kick(): void {
+    const w = this.#wake;
+    this.#wake = null;
+    w?.();
+  }
+
+  /** Waits `ms` (or forever when Infinity) unless kicked. */
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      let timer: NodeJS.Timeout | null = null;
+      const done = () => {
+        if (timer) clearTimeout(timer);
+        if (this.#wake === done) this.#wake = null;
+        resolve();
+      };
+      this.#wake = done;
+      if (Number.isFinite(ms)) timer = setTimeout(done, ms);
+    });
+  }
+
+  async #run(): Promise<void> {
+    const out = this.#out;
+    for (;;) {
+      if (this.#stopped) return this.#finish('stopped');
+      if (out.closed) return this.#finish('dropped');
+      if (this.#paused) {
+        await this.#sleep(Number.POSITIVE_INFINITY);
+        continue;
+      }
+      const pkt = this.#pending;
+      if (!pkt) return this.#endOfStream();
+      if (Number.isFinite(this.#speed)) {
+        const now = performance.now();
+        if (!this.#origin) this.#origin = { wall: now, tsNs: pkt.tsNs };
+        const due = this.#origin.wall + Number(pkt.tsNs - this.#origin.tsNs) / 1e6 / this.#speed;
+        if (due - now >= MIN_SLEEP_MS) {
+          await this.#sleep(due - now);
+          continue; // re-check stop/pause/speed before sending
+        }
+      }
+      if (this.#held.length > 0 && pkt.timestamp !== this.#heldTs && !this.#flushHeld()) return this.#finish('dropped');
+      if (pkt.marker) {
+        if (!this.#flushHeld() || !this.#send(pkt.rtp, pkt.tsNs, pkt.timestamp)) return this.#finish('dropped');
+      } else {
+        this.#hold(pkt);
+        if ((this.#held.length >= MAX_HELD_PACKETS || this.#heldBytes >= MAX_HELD_BYTES) && !this.#flushHeld()) return this.#finish('dropped');
+      }
+      const now = performance.now();
+      if (now - this.#lastSr >= SR_INTERVAL_MS) {
+        this.#lastSr = now;
+        this.#sendRtcp(false);
+      }
+      if (!Number.isFinite(this.#speed)) {
+        const wait = out.backpressure();
+        // A client that never drains must not pin the loop once the session is stopped.
+        if (wait) {
+          await Promise.race([wait, this.#sleep(Number.POSITIVE_INFINITY)]);
+          this.#wake = null;
+        }
+      }
+      if (this.#stopped) return this.#finish('stopped');
+      const r = await this.#it.next();
+      this.#pending = r.done ? null : r.value;
+    }
+  }
+
+  #send(rtp: Buffer, tsNs: bigint, timestamp: number): boolean {
+    if (!this.#out.sendRtp(rtp)) return false;
+    this.#packets++;
+    this.#octets += Math.max(0, rtp.length - 12);
+    this.#lastSent = { tsNs, timestamp };
+    return true;
+  }
+
+  #hold(pkt: ReplayPacket): void {
+    const copy = this.#heldSlab.take(pkt.rtp.length);
+    pkt.rtp.copy(copy);
+    this.#held.push(copy);
+    this.#heldBytes += copy.length;
+    this.#heldTs = pkt.timestamp;
+    this.#heldLast = { tsNs: pkt.tsNs, timestamp: pkt.timestamp };
+  }
+
+  #flushHeld(): boolean {
+    const held = this.#held;
+    if (held.length === 0) return true;
+    const last = this.#heldLast!;
+    this.#held = [];
+    this.#heldBytes = 0;
+    for (const b of held) if (!this.#send(b, last.tsNs, last.timestamp)) return false;
+    return true;
+  }
+
+  async #endOfStream(): Promise<void> {
+    if (this.#held.length > 0) {
+      this.#log.debug({ packets: this.#held.length }, 'last access unit incomplete: not sent');
+      this.#held = [];
+      this.#heldBytes = 0;
+    }
+    if (this.#lastSent) {
+      if (this.#out.kind === 'udp') this.#sendRtcp(true, true);
+      await this.#sleep(this.#out.kind === 'udp' ? UDP_BYE_DELAY_MS : TCP_BYE_DELAY_MS);
+      if (this.#stopped) return this.#finish('stopped');
+    }
+    this.#sendRtcp(true);
+    this.#finish('eos');
+  }
+
+  /** SR (+ SDES CNAME) about the last packet sent, and BYE at the end. */
+  #sendRtcp(bye: boolean, inBand = false): void {
+    const last = this.#lastSent;
+    if (!last) return;
+    const b = this.#rtcpBuf;
+    const ntp = unixMsToNtp(Number(last.tsNs / 1000n) / 1000);
+    let n = writeSenderReport(b, 0, { ssrc: this.#ssrc, ntpSec: ntp.ntpSec, ntpFrac: ntp.ntpFrac, rtpTs: last.timestamp, packetCount: this.#packets, octetCount: this.#octets });
+    n += writeSdesCname(b, n, this.#ssrc, this.#cname);
+    if (bye) n += writeBye(b, n, this.#ssrc);
+    if (inBand) this.#out.sendRtcpInBand?.(b.subarray(0, n));
+    else this.#out.sendRtcp(b.subarray(0, n));
+  }
+
+  #finish(why: PlayerEnd): void {
+    if (this.#ended) return;
+    this.#ended = why;
+    this.#stopped = true;
+    this.#pending = null;
+    // Closing a suspended async generator runs its finally blocks (file handles).
+    void Promise.resolve()
+      .then(() => this.#it.return?.())
+      .catch(() => {});
+    this.#onEnd(why);
+  }
+}
