@@ -23,6 +23,7 @@
  *   802.1Q tag (the `vlan` keyword shifts the offsets of what follows it, hence the
  *   repetition). Cooked captures (`-i any`) have no VLAN support: pass `{ vlan: false }`.
  */
+import { formatIpv6 } from '../wire/packet.js';
 import { isIP } from 'node:net';
 import { CamtapError } from '../errors.js';
 import type { FilterSpec } from '../contracts/filter.js';
@@ -169,34 +170,11 @@ function formatV4(n: number): string {
   return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
 }
 
-/** RFC 5952 text: lower case, longest run of zero words (length >= 2) as `::`. */
+/** RFC 5952 text of eight 16-bit words (the decoder's formatter, so filters and records agree). */
 function formatV6(w: Uint16Array): string {
-  let best = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (w[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && w[j] === 0) j++;
-    if (j - i > bestLen) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const parts: string[] = [];
-  for (let i = 0; i < 8; i++) {
-    if (i === best) {
-      parts.push(i === 0 ? ':' : '');
-      i += bestLen - 1;
-      if (i === 7) parts.push('');
-      continue;
-    }
-    parts.push(w[i]!.toString(16));
-  }
-  return parts.join(':');
+  const b = Buffer.allocUnsafe(16);
+  for (let i = 0; i < 8; i++) b.writeUInt16BE(w[i]!, 2 * i);
+  return formatIpv6(b, 0);
 }
 
 /**
