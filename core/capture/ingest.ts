@@ -102,9 +102,15 @@ export class Ingest {
 
   /** Called by the store when it seals one of its segments. */
   onSeal(seg: SegmentInfo): void {
-    const ids = this.#d.pipeline.sealSegment(seg.id);
-    this.#segmentStreams.set(seg.id, ids);
-    this.#queueSegment(seg, ids);
+    // The store may seal a segment from inside append(), before the pipeline has indexed
+    // the packet that append stored: the index is written once the current synchronous
+    // batch is done, so no packet of the segment is left out of (or re-opens) its index.
+    const info = { ...seg, sealed: true };
+    queueMicrotask(() => {
+      const ids = this.#d.pipeline.sealSegment(info.id);
+      this.#segmentStreams.set(info.id, ids);
+      this.#queueSegment(info, ids);
+    });
   }
 
   #queueSegment(seg: SegmentInfo, ids: string[]): void {

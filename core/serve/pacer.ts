@@ -17,21 +17,12 @@ export const SR_INTERVAL_MS = 5000;
 /** Sleeps shorter than this are not worth a timer: the packet goes now. */
 const MIN_SLEEP_MS = 2;
 /**
- * Over UDP, RTCP travels on its own port, and a client that reads its RTCP socket first
- * (ffmpeg's rtp_read: "first try RTCP, then RTP") stops on a BYE while the end of the
- * stream still waits in its RTP socket buffer. So at the end a copy of the final
- * SR + BYE goes first on the RTP port, behind the last RTP packet (RFC 5761 §4: the
- * RTCP packet types cannot be mistaken for RTP; ffmpeg and rtcp-mux receivers read it
- * in order, others drop it), and the BYE on the RTCP port follows this much later.
+ * Over UDP the BYE waits this long after the last RTP packet: RTCP travels on its own
+ * port, and a client that reads its RTCP socket first (ffmpeg's rtp_read: "first try
+ * RTCP, then RTP") would stop on the BYE with the end of the stream still in its RTP
+ * socket buffer.
  */
-export const UDP_BYE_DELAY_MS = 5000;
-/**
- * Over TCP the BYE is in order behind the RTP, but it still waits this long after the
- * last packet: GStreamer's rtspsrc loses the EOS of a BYE that arrives while it is
- * still going to PLAYING (a whole short recording at `max` can arrive in 50 ms) and then
- * never ends (seen in 1 of 4 runs of gst-launch without the wait, 0 of 40 with it).
- */
-export const TCP_BYE_DELAY_MS = Number(process.env.DEV_TCPBYE ?? 500);
+export const UDP_BYE_DELAY_MS = 1000;
 /** Bounds on the access unit held back until its marker (see Player). */
 const MAX_HELD_PACKETS = 2048;
 const MAX_HELD_BYTES = 4 * 1024 * 1024;
@@ -118,6 +109,7 @@ export class Player {
   #heldBytes = 0;
   #heldTs = 0;
   #heldLast: { tsNs: bigint; timestamp: number } | null = null;
+  #heldFirst: PlayPosition | null = null;
   readonly #heldSlab = new SendSlab(64 * 1024);
 
   constructor(opts: {
@@ -151,8 +143,9 @@ export class Player {
     return this.#paused;
   }
 
-  /** Where play (re)starts: the packet that goes out next, or null at the end. */
+  /** Where play (re)starts: the packet that goes out next (a held one first), or null at the end. */
   position(): PlayPosition | null {
+    if (this.#heldFirst) return { ...this.#heldFirst };
     const p = this.#pending;
     return p ? { tsNs: p.tsNs, seq: p.seq, timestamp: p.timestamp } : null;
   }
@@ -261,10 +254,7 @@ export class Player {
         if ((this.#held.length >= MAX_HELD_PACKETS || this.#heldBytes >= MAX_HELD_BYTES) && !this.#flushHeld()) return this.#finish('dropped');
       }
       const now = performance.now();
-      if (now - this.#lastSr >= SR_INTERVAL_MS) {
-        this.#lastSr = now;
-        this.#sendRtcp(false);
-      }
+      if (now - this.#lastSr >= SR_INTERVAL_MS && this.#sendRtcp(false)) this.#lastSr = now;
       if (!Number.isFinite(this.#speed)) {
         const wait = out.backpressure();
         // A client that never drains must not pin the loop once the session is stopped.
@@ -288,6 +278,7 @@ export class Player {
   }
 
   #hold(pkt: ReplayPacket): void {
+    if (this.#held.length === 0) this.#heldFirst = { tsNs: pkt.tsNs, seq: pkt.seq, timestamp: pkt.timestamp };
     const copy = this.#heldSlab.take(pkt.rtp.length);
     pkt.rtp.copy(copy);
     this.#held.push(copy);
@@ -302,6 +293,7 @@ export class Player {
     const last = this.#heldLast!;
     this.#held = [];
     this.#heldBytes = 0;
+    this.#heldFirst = null;
     for (const b of held) if (!this.#send(b, last.tsNs, last.timestamp)) return false;
     return true;
   }
@@ -311,10 +303,10 @@ export class Player {
       this.#log.debug({ packets: this.#held.length }, 'last access unit incomplete: not sent');
       this.#held = [];
       this.#heldBytes = 0;
+      this.#heldFirst = null;
     }
-    if (this.#lastSent) {
-      if (this.#out.kind === 'udp') this.#sendRtcp(true, true);
-      await this.#sleep(this.#out.kind === 'udp' ? UDP_BYE_DELAY_MS : TCP_BYE_DELAY_MS);
+    if (this.#out.kind === 'udp' && this.#lastSent) {
+      await this.#sleep(UDP_BYE_DELAY_MS);
       if (this.#stopped) return this.#finish('stopped');
     }
     this.#sendRtcp(true);
@@ -322,16 +314,15 @@ export class Player {
   }
 
   /** SR (+ SDES CNAME) about the last packet sent, and BYE at the end. */
-  #sendRtcp(bye: boolean, inBand = false): void {
+  #sendRtcp(bye: boolean): boolean {
     const last = this.#lastSent;
-    if (!last) return;
+    if (!last) return false;
     const b = this.#rtcpBuf;
     const ntp = unixMsToNtp(Number(last.tsNs / 1000n) / 1000);
     let n = writeSenderReport(b, 0, { ssrc: this.#ssrc, ntpSec: ntp.ntpSec, ntpFrac: ntp.ntpFrac, rtpTs: last.timestamp, packetCount: this.#packets, octetCount: this.#octets });
     n += writeSdesCname(b, n, this.#ssrc, this.#cname);
     if (bye) n += writeBye(b, n, this.#ssrc);
-    if (inBand) this.#out.sendRtcpInBand?.(b.subarray(0, n));
-    else this.#out.sendRtcp(b.subarray(0, n));
+    return this.#out.sendRtcp(b.subarray(0, n));
   }
 
   #finish(why: PlayerEnd): void {

@@ -24,8 +24,6 @@ export interface MediaOutput {
   sendRtp(packet: Buffer): boolean;
   /** Sends one RTCP compound packet (copied). */
   sendRtcp(packet: Buffer): boolean;
-  /** UDP only: an RTCP packet on the RTP port, in order behind the RTP (see pacer's UDP_BYE_DELAY_MS). */
-  sendRtcpInBand?(packet: Buffer): boolean;
   /**
    * Flow control for unpaced (`max`) sending: null when more may be sent now, else a
    * promise that settles when the client has taken data (TCP drain), the connection is
@@ -253,10 +251,6 @@ export class UdpOutput implements MediaOutput {
 
   sendRtcp(packet: Buffer): boolean {
     return this.#send(this.#rtcp, packet);
-  }
-
-  sendRtcpInBand(packet: Buffer): boolean {
-    return this.#send(this.#rtp, packet);
   }
 
   #send(s: UdpSocket, packet: Buffer): boolean {
