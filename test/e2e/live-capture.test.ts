@@ -38,7 +38,11 @@ for (const driver of ['libpcap', 'tcpdump'] as const) {
       cap.stderr.on('data', (d) => (capErr += d));
       const capDone = new Promise<number | null>((r) => cap.on('close', r));
       t.teardown(() => void cap.kill('SIGKILL'));
-      await sleep(2000); // taps open (tcpdump prints 'listening' within a second)
+      // Wait for the tap to be open (a loaded CI machine can take seconds to start camtap),
+      // then give tcpdump its second to print 'listening'.
+      for (let i = 0; i < 300 && !/libpcap capture started|starting tcpdump/.test(capErr); i++) await sleep(100);
+      t.match(capErr, /libpcap capture started|starting tcpdump/, 'the tap opened');
+      await sleep(1500);
       const vms = startVms({ url: cam.url, transport, seconds: 8 });
       await sleep(5000);
       const live = await camtapJson<StreamRecord[]>(['streams'], data);
