@@ -5,6 +5,7 @@
  * segment (external captures, the next id).
  */
 import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 
 /** `seg-00000001`: ids are zero-padded so names sort in id order. */
@@ -36,6 +37,45 @@ export function writeFileAtomic(file: string, content: string): void {
     throw e;
   }
   fsyncDir(path.dirname(file));
+}
+
+/**
+ * {@link writeFileAtomic} on libuv's thread pool, for the store's background seal work
+ * (a small file's fsync can wait for a journal commit behind a big segment's writeback,
+ * which must not stall the packet path). With `durable` false there is no fsync: after a
+ * crash the file may hold the old content, the new, or (the rename having outlived the
+ * data) an empty or zeroed file, never a mix of old and new; enough for a cache whose
+ * reader rejects what it cannot parse and falls back to the source.
+ */
+export async function writeFileAtomicAsync(file: string, content: string, durable = true): Promise<void> {
+  const tmp = `${file}.tmp-${process.pid}`;
+  const fh = await fsp.open(tmp, 'w');
+  try {
+    await fh.writeFile(content);
+    if (durable) await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  try {
+    await fsp.rename(tmp, file);
+  } catch (e) {
+    await fsp.rm(tmp, { force: true });
+    throw e;
+  }
+  if (durable) await fsyncDirAsync(path.dirname(file));
+}
+
+/** {@link fsyncDir} on the thread pool. */
+export async function fsyncDirAsync(dir: string): Promise<void> {
+  let fh: fsp.FileHandle | undefined;
+  try {
+    fh = await fsp.open(dir, 'r');
+    await fh.sync();
+  } catch {
+    // Some file systems refuse fsync on directories; the rename is still atomic.
+  } finally {
+    await fh?.close().catch(() => undefined);
+  }
 }
 
 /** fsync a directory (makes renames and creations durable); ignored where unsupported. */
@@ -70,8 +110,17 @@ function nsFromJson(v: unknown): bigint | null | undefined {
   return undefined;
 }
 
+function metaJson(m: SegmentMeta): string {
+  return JSON.stringify({ id: m.id, bytes: m.bytes, packets: m.packets, firstTsNs: nsToJson(m.firstTsNs), lastTsNs: nsToJson(m.lastTsNs) }) + '\n';
+}
+
 export function writeMeta(file: string, m: SegmentMeta): void {
-  writeFileAtomic(file, JSON.stringify({ id: m.id, bytes: m.bytes, packets: m.packets, firstTsNs: nsToJson(m.firstTsNs), lastTsNs: nsToJson(m.lastTsNs) }) + '\n');
+  writeFileAtomic(file, metaJson(m));
+}
+
+/** {@link writeMeta} on the thread pool (the store's background seal); `durable` as for {@link writeFileAtomicAsync}. */
+export function writeMetaAsync(file: string, m: SegmentMeta, durable = true): Promise<void> {
+  return writeFileAtomicAsync(file, metaJson(m), durable);
 }
 
 /** The cached meta, or null when missing or unreadable (the caller derives it from the segment). */

@@ -61,7 +61,8 @@ function feed(store: SegmentStore, items: Fed[], shiftSec = 0): StoreLocation[] 
 t.test('packets written across size-rotated segments read back with tshark exactly as captured', needTshark, async (t) => {
   const dataDir = tmp(t);
   const sealed: SegmentInfo[] = [];
-  const store = new SegmentStore({ dataDir, maxSegmentBytes: 100_000, writeBufferBytes: 16 * 1024, flushIntervalMs: 0, onSeal: (s) => sealed.push(s) });
+  // Small buffers and write-behind syncs so every path runs: background and synchronous writes, fdatasync beside them, seals.
+  const store = new SegmentStore({ dataDir, maxSegmentBytes: 100_000, writeBufferBytes: 16 * 1024, writeBehindBytes: 32 * 1024, flushIntervalMs: 0, onSeal: (s) => sealed.push(s) });
   t.same(await store.open(), { recovered: [] });
   const items = mergedFeed();
   const locs = feed(store, items);
@@ -348,7 +349,7 @@ function mountTmpfs(dir: string, size: string): boolean {
   return spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir]).status === 0;
 }
 
-t.test('disk full on a real tmpfs: one alert, CAMTAP_ERR_STORE_FULL, halted, everything before intact', needTshark, async (t) => {
+t.test('disk full on a real tmpfs (synchronous writes): one alert, CAMTAP_ERR_STORE_FULL, halted, everything before intact', needTshark, async (t) => {
   const mnt = mkdtempSync(join(tmpdir(), 'camtap-full-'));
   if (!mountTmpfs(mnt, '1m')) {
     rmSync(mnt, { recursive: true, force: true });
@@ -361,7 +362,8 @@ t.test('disk full on a real tmpfs: one alert, CAMTAP_ERR_STORE_FULL, halted, eve
   });
   const alerts: StoreAlert[] = [];
   const sealed: SegmentInfo[] = [];
-  const store = new SegmentStore({ dataDir: mnt, writeBufferBytes: 64 * 1024, flushIntervalMs: 0, onAlert: (a) => alerts.push(a), onSeal: (s) => sealed.push(s) });
+  // One buffer: every write is synchronous, so the append that fills the disk throws and the halt completes at once.
+  const store = new SegmentStore({ dataDir: mnt, writeBufferBytes: 64 * 1024, writeBuffers: 1, flushIntervalMs: 0, onAlert: (a) => alerts.push(a), onSeal: (s) => sealed.push(s) });
   await store.open();
   const f = newFrame();
   const appended: FixturePacket[] = [];
@@ -409,6 +411,80 @@ t.test('disk full on a real tmpfs: one alert, CAMTAP_ERR_STORE_FULL, halted, eve
   t.ok((alerts[0]!.details.lostBytes as number) <= 64 * 1024 + 2000, 'at most one buffer (+ the block that did not fit) lost');
 });
 
+t.test('disk full with background writes racing synchronous ones: one alert, exactly a prefix kept, every lost byte accounted for', needTshark, async (t) => {
+  const mnt = mkdtempSync(join(tmpdir(), 'camtap-full-'));
+  if (!mountTmpfs(mnt, '1m')) {
+    rmSync(mnt, { recursive: true, force: true });
+    t.skip('cannot mount a tmpfs here (needs root)');
+    return;
+  }
+  t.teardown(() => {
+    spawnSync('umount', [mnt]);
+    rmSync(mnt, { recursive: true, force: true });
+  });
+  const alerts: StoreAlert[] = [];
+  const sealed: SegmentInfo[] = [];
+  const store = new SegmentStore({ dataDir: mnt, writeBufferBytes: 64 * 1024, flushIntervalMs: 0, onAlert: (a) => alerts.push(a), onSeal: (s) => sealed.push(s) });
+  await store.open();
+  const f = newFrame();
+  const appended: FixturePacket[] = [];
+  let err: unknown = null;
+  // The loop never yields: the first buffers go to the thread pool, the later ones are written
+  // synchronously; which of them meets the full disk first depends on the scheduler.
+  outer: for (let round = 0; round < 10; round++) {
+    for (const p of udp.packets) {
+      try {
+        store.append(frameOf(f, p, 1, 1, round * 20));
+      } catch (e) {
+        err = e;
+        break outer;
+      }
+      appended.push({ ...p, tsSec: p.tsSec + round * 20 });
+    }
+  }
+  t.ok(isCamtapError(err, 'CAMTAP_ERR_STORE_FULL'), 'append throws CAMTAP_ERR_STORE_FULL');
+  t.equal(store.halted, true);
+  t.ok(alerts.length <= 1);
+  await store.flushAsync(); // the cut, the seal and the alert wait for the background writes
+  t.equal(alerts.length, 1);
+  t.equal(alerts[0]!.kind, 'disk-full');
+  t.throws(() => store.append(frameOf(f, udp.packets[0]!, 1, 1)), { code: 'CAMTAP_ERR_STORE_FULL' }, 'later appends throw the same code');
+  await store.close();
+  t.equal(alerts.length, 1, 'still one alert');
+
+  const segs = store.segments();
+  t.ok(segs.length <= 1);
+  const seg = segs[0];
+  const kept = seg ? tsharkRows(seg.path) : { rows: [], stderr: '', status: 0 };
+  if (seg) {
+    t.equal(seg.sealed, true);
+    t.same(sealed.map((s) => s.id), [seg.id]);
+    t.equal(kept.status, 0);
+    t.equal(kept.stderr, '', 'tshark reads the segment without error');
+    t.equal(seg.packets, kept.rows.length);
+    t.equal(seg.bytes, statSync(seg.path).size);
+  }
+  t.same(
+    kept.rows.map((x) => `${x.ns} ${x.len}`),
+    appended.slice(0, kept.rows.length).map((p) => `${pktNs(p)} ${p.origLen}`),
+    'what is kept is exactly the first packets appended',
+  );
+  // pcapng §4.3: an EPB is 32 bytes + the packet padded to 4. The bytes before the first EPB
+  // (SHB, IDB) are what the file holds beyond its EPBs.
+  const epb = (p: FixturePacket) => 32 + ((p.capLen + 3) & ~3);
+  const keptBytes = seg ? seg.bytes : 0;
+  const headBytes = seg ? keptBytes - appended.slice(0, kept.rows.length).reduce((n, p) => n + epb(p), 0) : 0;
+  // (When the thread pool ran the first writes only after the disk was full, nothing is kept:
+  // later bytes without the earlier ones would not be a prefix.)
+  t.equal(alerts[0]!.details.keptBytes, keptBytes, 'the alert tells what was kept');
+  if (seg) {
+    const appendedBytes = headBytes + appended.reduce((n, p) => n + epb(p), 0);
+    t.equal(alerts[0]!.details.lostBytes, appendedBytes - keptBytes, 'the alert counts every appended byte that is not kept');
+  } else {
+    t.ok((alerts[0]!.details.lostBytes as number) > 0);
+  }
+});
+
 t.test('an I/O error other than disk full halts with CAMTAP_ERR_STORE_IO and an io-error alert', async (t) => {
   const dataDir = tmp(t);
   const alerts: StoreAlert[] = [];
@@ -434,4 +510,245 @@ t.test('an I/O error other than disk full halts with CAMTAP_ERR_STORE_IO and an 
   t.throws(() => store.append(frameOf(f, udp.packets[11]!, 1, 1)), { code: 'CAMTAP_ERR_STORE_IO' });
   await store.close();
   t.equal(store.segment(1)!.packets, 10, 'the flushed packets are kept and sealed');
+});
+
+t.test('disk full noticed by a background write: the next append throws, one alert, exactly a prefix is kept', needTshark, async (t) => {
+  const mnt = mkdtempSync(join(tmpdir(), 'camtap-full-'));
+  if (!mountTmpfs(mnt, '1m')) {
+    rmSync(mnt, { recursive: true, force: true });
+    t.skip('cannot mount a tmpfs here (needs root)');
+    return;
+  }
+  t.teardown(() => {
+    spawnSync('umount', [mnt]);
+    rmSync(mnt, { recursive: true, force: true });
+  });
+  const alerts: StoreAlert[] = [];
+  let syncWrites = 0;
+  const asyncErrors: string[] = [];
+  const store = new SegmentStore({
+    dataDir: mnt,
+    writeBufferBytes: 64 * 1024,
+    flushIntervalMs: 0,
+    onAlert: (a) => alerts.push(a),
+    writeSync: (fd, b, o, l, p) => {
+      syncWrites++;
+      return fs.writeSync(fd, b, o, l, p);
+    },
+    writeAsync: (fd, b, o, l, p, cb) =>
+      fs.write(fd, b, o, l, p, (e, n) => {
+        if (e) asyncErrors.push(e.code ?? '?');
+        cb(e, n);
+      }),
+  });
+  await store.open();
+  const f = newFrame();
+  const appended: FixturePacket[] = [];
+  let err: unknown = null;
+  let batch = 0;
+  outer: for (let round = 0; round < 10; round++) {
+    for (const p of udp.packets) {
+      try {
+        store.append(frameOf(f, p, 1, 1, round * 20));
+      } catch (e) {
+        err = e;
+        break outer;
+      }
+      appended.push({ ...p, tsSec: p.tsSec + round * 20 });
+      // Every 16 packets (less than a buffer) go to the file in the background and are waited for.
+      if (++batch % 16 === 0) await store.flushAsync();
+    }
+  }
+  t.ok(isCamtapError(err, 'CAMTAP_ERR_STORE_FULL'), 'the append after the failed write throws CAMTAP_ERR_STORE_FULL');
+  t.equal(syncWrites, 0, 'no write was synchronous');
+  t.equal(asyncErrors[0], 'ENOSPC', 'a background write hit the full disk');
+  t.equal(store.halted, true);
+  t.equal(alerts.length, 1, 'one alert, raised before the next append');
+  t.equal(alerts[0]!.kind, 'disk-full');
+  t.throws(() => store.append(frameOf(f, udp.packets[0]!, 1, 1)), { code: 'CAMTAP_ERR_STORE_FULL' });
+  await store.close();
+  t.equal(alerts.length, 1, 'still one alert');
+
+  const segs = store.segments();
+  t.equal(segs.length, 1);
+  const seg = segs[0]!;
+  t.equal(seg.sealed, true);
+  const r = tsharkRows(seg.path);
+  t.equal(r.status, 0);
+  t.equal(r.stderr, '', 'tshark reads the segment without error');
+  t.ok(r.rows.length > 1000, `${r.rows.length} packets kept`);
+  t.equal(seg.packets, r.rows.length);
+  t.equal(seg.bytes, statSync(seg.path).size);
+  t.same(
+    r.rows.map((x) => `${x.ns} ${x.len}`),
+    appended.slice(0, r.rows.length).map((p) => `${pktNs(p)} ${p.origLen}`),
+    'what is kept is exactly the first packets appended',
+  );
+  t.ok(appended.length - r.rows.length <= 16, 'only the batch whose write failed is lost');
+  t.equal(alerts[0]!.details.keptBytes, seg.bytes, 'the alert tells what was kept');
+});
+
+function eio(): NodeJS.ErrnoException {
+  return Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' });
+}
+
+/** A store whose background writes fail with EIO once `failing.on` is set; 10 packets flushed before. */
+async function storeWithFailingBackgroundWrites(t: { teardown(fn: () => void): void }) {
+  const dataDir = tmp(t);
+  const alerts: StoreAlert[] = [];
+  const failing = { on: false };
+  const store = new SegmentStore({
+    dataDir,
+    writeBufferBytes: 4096,
+    flushIntervalMs: 0,
+    onAlert: (a) => alerts.push(a),
+    writeAsync: (fd, b, o, l, p, cb) => (failing.on ? process.nextTick(() => cb(eio(), 0)) : fs.write(fd, b, o, l, p, cb)),
+  });
+  await store.open();
+  const f = newFrame();
+  for (const p of udp.packets.slice(0, 10)) store.append(frameOf(f, p, 1, 1));
+  store.flush();
+  failing.on = true;
+  // Several buffers' worth: the first full ones go to the background (and fail), the
+  // rest are written synchronously behind them (and succeed, but lie after the failure).
+  for (const p of udp.packets.slice(10, 40)) store.append(frameOf(f, p, 1, 1));
+  return { store, alerts, f };
+}
+
+t.test('a background write error is thrown by the next append, and only what precedes it is kept', needTshark, async (t) => {
+  const { store, alerts, f } = await storeWithFailingBackgroundWrites(t);
+  t.equal(store.halted, false, 'not noticed before the write completes');
+  await store.flushAsync();
+  t.equal(store.halted, true);
+  t.same(alerts.map((a) => a.kind), ['io-error']);
+  t.throws(() => store.append(frameOf(f, udp.packets[40]!, 1, 1)), { code: 'CAMTAP_ERR_STORE_IO' });
+  await store.close();
+  const seg = store.segment(1)!;
+  t.equal(seg.sealed, true);
+  t.equal(seg.packets, 10, 'the packets before the failed write are kept and sealed');
+  const r = tsharkRows(seg.path);
+  t.equal(r.stderr, '');
+  t.same(
+    r.rows.map((x) => x.ns),
+    udp.packets.slice(0, 10).map((p) => pktNs(p)),
+  );
+});
+
+t.test('close() throws a background write error that no append has seen', async (t) => {
+  const { store, alerts } = await storeWithFailingBackgroundWrites(t);
+  await t.rejects(store.close(), { code: 'CAMTAP_ERR_STORE_IO' });
+  t.same(alerts.map((a) => a.kind), ['io-error']);
+  t.equal(store.segment(1)!.packets, 10);
+});
+
+t.test('flush() then flushAsync() make everything appended readable, background writes included', needTshark, async (t) => {
+  const dataDir = tmp(t);
+  const store = new SegmentStore({ dataDir, writeBufferBytes: 16 * 1024, flushIntervalMs: 0 });
+  await store.open();
+  const f = newFrame();
+  for (const p of udp.packets.slice(0, 300)) store.append(frameOf(f, p, 1, 1));
+  store.flush(); // full buffers are still being written: the tail joins them instead of blocking
+  await store.flushAsync();
+  const cur = store.current()!;
+  t.equal(cur.packets, 300);
+  t.equal(cur.bytes, statSync(cur.path).size);
+  t.equal(cur.lastTsNs, pktNs(udp.packets[299]!));
+  const r = tsharkRows(cur.path);
+  t.equal(r.stderr, '');
+  t.same(
+    r.rows.map((x) => x.ns),
+    udp.packets.slice(0, 300).map((p) => pktNs(p)),
+  );
+  await store.close();
+});
+
+t.test('onRotate reports each segment complete before the next one gets a packet; onSeal follows in segment order', needTshark, async (t) => {
+  const dataDir = tmp(t);
+  const events: string[] = [];
+  const locs: StoreLocation[] = [];
+  const store = new SegmentStore({
+    dataDir,
+    maxSegmentBytes: 100_000,
+    writeBufferBytes: 16 * 1024,
+    writeBehindBytes: 32 * 1024,
+    flushIntervalMs: 0,
+    onRotate: (s) => events.push(`rotate ${s.id} ${s.packets} ${locs.filter((l) => l.segment === s.id).length} ${locs.some((l) => l.segment > s.id)}`),
+    onSeal: (s) => events.push(`seal ${s.id} ${s.packets}`),
+  });
+  await store.open();
+  const f = newFrame();
+  for (const [i, p] of udp.packets.entries()) {
+    locs.push(store.append(frameOf(f, p, 1, 1)));
+    if (i % 100 === 0) await new Promise((r) => setImmediate(r)); // let seals run beside the appends
+  }
+  await store.close();
+  const segs = store.segments();
+  t.ok(segs.length >= 4);
+  const counts = segs.map((s) => tsharkRows(s.path).rows.length);
+  t.same(events.filter((e) => e.startsWith('rotate')), segs.map((s, i) => `rotate ${s.id} ${counts[i]} ${counts[i]} false`), 'rotate: all packets of the segment returned, none of a later one');
+  t.same(events.filter((e) => e.startsWith('seal')), segs.map((s, i) => `seal ${s.id} ${counts[i]}`), 'seal: in order, with the packet counts tshark sees');
+  for (const s of segs) t.ok(events.indexOf(`rotate ${s.id} ${counts[segs.indexOf(s)]} ${counts[segs.indexOf(s)]} false`) < events.findIndex((e) => e.startsWith(`seal ${s.id} `)), `segment ${s.id} rotates before it seals`);
+});
+
+t.test('several segments left open by a crash during background seals are all recovered', needTshark, async (t) => {
+  const dataDir = tmp(t);
+  const store = new SegmentStore({ dataDir, maxSegmentBytes: 100_000, writeBuffers: 1, flushIntervalMs: 0 });
+  await store.open();
+  const f = newFrame();
+  for (const p of udp.packets) store.append(frameOf(f, p, 1, 1));
+  store.flush();
+  // The loop never yielded, so no background seal has run: a crash now leaves every segment `.open`.
+  const crashDir = tmp(t);
+  fs.cpSync(join(dataDir, 'segments'), join(crashDir, 'segments'), { recursive: true });
+  await store.close();
+  const open = readdirSync(join(crashDir, 'segments')).filter((n) => n.endsWith('.pcapng.open')).sort();
+  t.ok(open.length >= 4, `${open.length} segments left open`);
+
+  const rec = new SegmentStore({ dataDir: crashDir, flushIntervalMs: 0 });
+  const res = await rec.open();
+  t.same(res.recovered.map((r) => [r.segment, r.cutBytes]), open.map((_, i) => [i + 1, 0]), 'each one recovered, nothing to cut');
+  t.same(readdirSync(join(crashDir, 'segments')).filter((n) => n.endsWith('.open')), []);
+  const all: bigint[] = [];
+  for (const s of rec.segments()) {
+    const r = tsharkRows(s.path);
+    t.equal(r.stderr, '', `tshark reads recovered segment ${s.id}`);
+    t.equal(s.packets, r.rows.length);
+    all.push(...r.rows.map((x) => x.ns));
+  }
+  t.same(all, udp.packets.map((p) => pktNs(p)), 'every packet, in order');
+  await rec.close();
+});
+
+t.test('flush() between appends (tail writes in flight while appending goes on in the same buffer) loses, moves and reorders nothing', needTshark, async (t) => {
+  for (const yieldEvery of [0, 5]) {
+    const dataDir = tmp(t);
+    const store = new SegmentStore({ dataDir, maxSegmentBytes: 150_000, writeBufferBytes: 8 * 1024, flushIntervalMs: 0 });
+    await store.open();
+    const items = mergedFeed();
+    const f = newFrame();
+    const locs: StoreLocation[] = [];
+    for (const [i, it] of items.entries()) {
+      locs.push(store.append(frameOf(f, it.pkt, it.tap, it.linkType), it.tap === 1 ? 'cam-tcp' : 'cam-udp'));
+      if (i % 3 === 0) store.flush();
+      if (yieldEvery > 0 && i % yieldEvery === 0) await new Promise((r) => setImmediate(r));
+    }
+    await store.close();
+    const segs = store.segments();
+    t.ok(segs.length >= 4, `${segs.length} segments`);
+    const rows: bigint[] = [];
+    for (const s of segs) {
+      const r = tsharkRows(s.path);
+      t.equal(r.stderr, '', `tshark reads segment ${s.id} (${yieldEvery ? 'with' : 'without'} event loop turns)`);
+      t.equal(s.bytes, statSync(s.path).size);
+      rows.push(...r.rows.map((x) => x.ns));
+    }
+    t.same(rows, items.map((it) => pktNs(it.pkt)), 'every packet once, in order');
+    const files = new Map(segs.map((s) => [s.id, readFileSync(s.path)]));
+    const bad = locs.filter((loc, i) => {
+      const b = files.get(loc.segment)!;
+      const it = items[i]!;
+      return !(b.readUInt32LE(loc.offset) === 6 && b.subarray(loc.offset + 28, loc.offset + 28 + it.pkt.capLen).equals(it.pkt.data.subarray(0, it.pkt.capLen)));
+    }).length;
+    t.equal(bad, 0, 'all locations point at their packet');
+  }
 });
