@@ -55,11 +55,6 @@ export class Flow {
     if (this.ipVersion === 4) return this.src4 === m.src4 && this.dst4 === m.dst4;
     return m.buf.compare(this.src6!, 0, 16, m.srcOff, m.srcOff + 16) === 0 && m.buf.compare(this.dst6!, 0, 16, m.dstOff, m.dstOff + 16) === 0;
   }
-
-  /** True if `other` is this flow's reverse direction. */
-  isReverseOf(other: Flow): boolean {
-    return this.protocol === other.protocol && this.sport === other.dport && this.dport === other.sport && this.srcIp === other.dstIp && this.dstIp === other.srcIp;
-  }
 }
 
 export class FlowTable {
@@ -93,16 +88,6 @@ export class FlowTable {
     else b.push(f);
     this.#size++;
     return f;
-  }
-
-  /** Finds the reverse flow of `f` if it exists (used once per new TCP flow). */
-  findReverse(f: Flow): Flow | null {
-    for (const b of this.#buckets.values()) {
-      if (b instanceof Flow) {
-        if (b.isReverseOf(f)) return b;
-      } else for (const x of b) if (x.isReverseOf(f)) return x;
-    }
-    return null;
   }
 
   *flows(): IterableIterator<Flow> {

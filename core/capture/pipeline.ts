@@ -222,7 +222,7 @@ export class CapturePipeline {
     f.lastSec = this.#sec;
     if (!f.settled && f.epoch !== this.#rulesEpoch) this.#classifyUdp(f, m);
     if (f.kind === 'rtp') this.#rtpPacket(f.state as MediaFlowState, m.buf, m.payloadOff, m.payloadLen, loc);
-    else if (f.kind === 'rtcp') this.#rtcpPacket(m.buf, m.payloadOff, m.payloadLen, f.srcIp);
+    else if (f.kind === 'rtcp') this.#rtcpPacket(m.buf, m.payloadOff, m.payloadLen);
     else this.counters.other++;
   }
 
@@ -325,7 +325,7 @@ export class CapturePipeline {
     return s;
   }
 
-  #rtcpPacket(buf: Buffer, off: number, len: number, srcIp: string): void {
+  #rtcpPacket(buf: Buffer, off: number, len: number): void {
     this.counters.rtcp++;
     const sr = this.#sr;
     const ok = walkRtcp(buf, off, len, (pt, _count, o, l) => {
@@ -338,7 +338,6 @@ export class CapturePipeline {
         s.srRtpTs = sr.rtpTs;
         s.dirty = true;
       }
-      void srcIp;
     });
     if (!ok) this.counters.rtcpMalformed++;
   }
@@ -482,7 +481,7 @@ export class CapturePipeline {
       conn.channels.set(channel * 2 + (side.isClient ? 1 : 0), ms);
     }
     if (ms.kind === 'rtp') this.#rtpPacket(ms, payload, 0, payload.length, loc ?? { segment: -1, offset: -1 });
-    else this.#rtcpPacket(payload, 0, payload.length, side.srcIp);
+    else this.#rtcpPacket(payload, 0, payload.length);
   }
 
   // ------------------------------------------------------------------ housekeeping
@@ -577,9 +576,6 @@ export class CapturePipeline {
     return [...this.#writers.keys()];
   }
 
-  get rtspPending(): number {
-    return this.#dialogs.length;
-  }
 
   /** Records of everything learned; `onlyDirty` returns what changed since the last call. */
   snapshot(onlyDirty = false): PipelineSnapshot {
@@ -619,7 +615,4 @@ export class CapturePipeline {
     return inv.records();
   }
 
-  decoderCounters(): Record<string, number> {
-    return { ...this.#decoder.counters };
-  }
 }
