@@ -81,6 +81,54 @@ export interface Progress {
   packets: number;
 }
 
+/**
+ * One capture file indexed where it lies: registered as an external segment on its first
+ * record, each record located at (that segment, its offset in the file), and on done()
+ * its index written and its stats registered. Used by `import --in-place` and by file taps.
+ */
+export class InPlaceFile {
+  readonly #d: IngestDeps;
+  readonly #queue: (seg: SegmentInfo, ids: string[]) => void;
+  readonly file: string;
+  #seg: SegmentInfo | null = null;
+  readonly #loc: StoreLocation = { segment: -1, offset: 0 };
+  #packets = 0;
+  #first: bigint | null = null;
+  #lastSec = 0;
+  #lastNsec = 0;
+
+  constructor(deps: IngestDeps, file: string, queue: (seg: SegmentInfo, ids: string[]) => void) {
+    this.#d = deps;
+    this.file = file;
+    this.#queue = queue;
+  }
+
+  get segment(): number | null {
+    return this.#seg?.id ?? null;
+  }
+
+  readonly sink = (r: CaptureRecord): void => {
+    if (this.#seg === null) {
+      this.#seg = this.#d.store.addExternal(this.file, 'pcap', 0);
+      this.#loc.segment = this.#seg.id;
+      this.#first = BigInt(r.tsSec) * 1_000_000_000n + BigInt(r.tsNsec);
+    }
+    this.#packets++;
+    this.#lastSec = r.tsSec;
+    this.#lastNsec = r.tsNsec;
+    this.#loc.offset = r.fileOffset;
+    this.#d.pipeline.process(r, this.#loc);
+  };
+
+  /** The file is read: write its index, register its format, size and packet stats. */
+  done(format: CaptureFormat, bytes: number): void {
+    if (this.#seg === null) return;
+    const ids = this.#d.pipeline.sealSegment(this.#seg.id);
+    const lastTsNs = BigInt(this.#lastSec) * 1_000_000_000n + BigInt(this.#lastNsec);
+    this.#queue(this.#d.store.addExternal(this.file, format, bytes, { packets: this.#packets, firstTsNs: this.#first, lastTsNs }), ids);
+  }
+}
+
 export class Ingest {
   readonly #d: IngestDeps;
   #chain: Promise<void> = Promise.resolve();
@@ -88,7 +136,6 @@ export class Ingest {
   #inFlight = false;
   #due = false;
   #lastCheckpoint = 0;
-  readonly #segmentStreams = new Map<number, string[]>();
 
   constructor(deps: IngestDeps) {
     this.#d = deps;
@@ -108,7 +155,6 @@ export class Ingest {
     const info = { ...seg, sealed: true };
     queueMicrotask(() => {
       const ids = this.#d.pipeline.sealSegment(info.id);
-      this.#segmentStreams.set(info.id, ids);
       this.#queueSegment(info, ids);
     });
   }
@@ -136,10 +182,9 @@ export class Ingest {
     });
   }
 
-  /** A file indexed in place by a file tap is complete: write its index and register its stats. */
-  externalDone(seg: SegmentInfo, file: string, format: CaptureFormat, bytes: number, stats: { packets: number; firstTsNs: bigint | null; lastTsNs: bigint | null }): void {
-    const ids = this.#d.pipeline.sealSegment(seg.id);
-    this.#queueSegment(this.#d.store.addExternal(file, format, bytes, stats), ids);
+  /** Indexes one capture file in place (see InPlaceFile). */
+  inPlaceFile(file: string): InPlaceFile {
+    return new InPlaceFile(this.#d, file, (seg, ids) => this.#queueSegment(seg, ids));
   }
 
   /**
@@ -211,17 +256,11 @@ export class Ingest {
     }
     const size = (await fh.stat()).size;
     const parser = new CaptureParser({ file, tapId: opts.tapId, resync: true });
-    let seg: SegmentInfo | null = opts.segment ?? null;
+    const seg: SegmentInfo | null = opts.segment ?? null;
     const loc: StoreLocation = { segment: seg ? seg.id : -1, offset: 0 };
+    const inPlace = !seg && opts.inPlace ? this.inPlaceFile(file) : null;
     let onRecord: (r: CaptureRecord) => void;
-    let first: CaptureRecord | null = null;
-    let lastSec = 0, lastNsec = 0;
-    const track = (r: CaptureRecord) => {
-      if (first === null) first = { ...r };
-      lastSec = r.tsSec;
-      lastNsec = r.tsNsec;
-    };
-    if (opts.segment && opts.tapIdOf) {
+    if (seg && opts.tapIdOf) {
       const tapOf = opts.tapIdOf;
       const tapByIface: number[] = [];
       onRecord = (r) => {
@@ -231,16 +270,8 @@ export class Ingest {
         loc.offset = r.fileOffset;
         pipeline.process(r, loc);
       };
-    } else if (opts.inPlace) {
-      onRecord = (r) => {
-        if (seg === null) {
-          seg = store.addExternal(file, parser.format!, size);
-          loc.segment = seg.id;
-        }
-        track(r);
-        loc.offset = r.fileOffset;
-        pipeline.process(r, loc);
-      };
+    } else if (inPlace) {
+      onRecord = inPlace.sink;
     } else {
       onRecord = (r) => pipeline.process(r, store.append(r, opts.tapName));
     }
@@ -279,18 +310,8 @@ export class Ingest {
     }
     const errors = [...parser.errors];
     if (fatal && !errors.includes(fatal)) errors.push(fatal);
-    if ((opts.inPlace || opts.segment) && seg !== null) {
-      const s = seg as SegmentInfo;
-      const ids = pipeline.sealSegment(s.id);
-      const f = first as CaptureRecord | null;
-      let info: SegmentInfo = s;
-      if (!opts.segment) {
-        const firstTsNs = f ? BigInt(f.tsSec) * 1_000_000_000n + BigInt(f.tsNsec) : null;
-        const lastTsNs = f ? BigInt(lastSec) * 1_000_000_000n + BigInt(lastNsec) : null;
-        info = store.addExternal(file, parser.format!, size, { packets: parser.records, firstTsNs, lastTsNs });
-      }
-      this.#queueSegment(info, ids);
-    }
-    return { file, format: parser.format, records: parser.records, bytes: size, segment: seg ? (seg as SegmentInfo).id : null, errors };
+    if (seg) this.#queueSegment(seg, pipeline.sealSegment(seg.id));
+    else if (inPlace && parser.format) inPlace.done(parser.format, size);
+    return { file, format: parser.format, records: parser.records, bytes: size, segment: seg?.id ?? inPlace?.segment ?? null, errors };
   }
 }

@@ -9,17 +9,16 @@
  *   registered as an external segment and indexed where it lies.
  */
 import type { Tap, TapConfig, TapStatus } from '../contracts/plugin.js';
-import type { FrameSink, TapFrame, StoreLocation } from '../contracts/frame.js';
+import type { FrameSink, TapFrame } from '../contracts/frame.js';
 import type { Logger } from '../contracts/logger.js';
 import type { Config } from '../config.js';
 import type { PluginHost } from '../plugin-host.js';
 import type { SegmentStore } from '../store/segment-store.js';
 import type { CapturePipeline } from './pipeline.js';
-import type { Ingest } from './ingest.js';
+import type { Ingest, InPlaceFile } from './ingest.js';
 import { toPredicate, type FilterPredicate, type NameResolver } from './filter.js';
 import { DecodeStatus, PacketDecoder, PacketMeta, srcAddr, dstAddr } from '../wire/packet.js';
 import type { CaptureRecord } from '../wire/capture-file.js';
-import type { SegmentInfo } from '../store/segment-store.js';
 import { CamtapError } from '../errors.js';
 
 export interface TapRunnerDeps {
@@ -103,7 +102,7 @@ export class TapRunner {
   }
 
   #sinkFor(cfg: TapConfig, options: Record<string, unknown>): FrameSink {
-    const { ingest, pipeline, store } = this.#d;
+    const { ingest } = this.#d;
     const isFileTap = cfg.driver === 'pcap-file';
     const keep = isFileTap && Object.keys(cfg.filter).length > 0 ? framePredicate(toPredicate(cfg.filter, this.#d.resolve)) : null;
     if (!(isFileTap && options.inPlace === true)) {
@@ -115,38 +114,19 @@ export class TapRunner {
     }
     // In place: locations are (the file's external segment, the record's offset).
     if (options.doneDir) throw new CamtapError('CAMTAP_ERR_CONFIG', { file: '(config)', key: `taps[${cfg.name}].options`, reason: 'inPlace and doneDir exclude each other: an in-place index needs the file to stay where it was read' });
-    const loc: StoreLocation = { segment: -1, offset: 0 };
-    let current = '';
-    let seg: SegmentInfo | null = null;
-    let packets = 0;
-    let first: bigint | null = null;
-    let lastSec = 0;
-    let lastNsec = 0;
+    let current: InPlaceFile | null = null;
     options.onFile = (file: string, phase: 'start' | 'end', result?: { format: 'pcap' | 'pcapng' | null; endOffset: number; errors: CamtapError[] }) => {
       if (phase === 'start') {
-        current = file;
-        seg = null;
-        packets = 0;
-        first = null;
+        current = ingest.inPlaceFile(file);
         return;
       }
       if (result?.errors.length) this.fileErrors.push(...result.errors);
-      if (seg && result?.format) {
-        ingest.externalDone(seg, file, result.format, result.endOffset, { packets, firstTsNs: first, lastTsNs: BigInt(lastSec) * 1_000_000_000n + BigInt(lastNsec) });
-      }
+      if (current && result?.format) current.done(result.format, result.endOffset);
+      current = null;
     };
     return (f) => {
       if (keep && !keep(f)) return;
-      if (seg === null) {
-        seg = store.addExternal(current, 'pcap', 0);
-        loc.segment = seg.id;
-      }
-      if (first === null) first = BigInt(f.tsSec) * 1_000_000_000n + BigInt(f.tsNsec);
-      lastSec = f.tsSec;
-      lastNsec = f.tsNsec;
-      packets++;
-      loc.offset = (f as CaptureRecord).fileOffset;
-      pipeline.process(f, loc);
+      current?.sink(f as CaptureRecord);
     };
   }
 
