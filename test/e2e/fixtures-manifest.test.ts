@@ -4,48 +4,16 @@
  * sequence, loss, duplicates; URL, session id, transport, ports).
  */
 import t from 'tap';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { CAPTURES, camtap, camtapJson, tempDir } from '../helpers/camtap.js';
 import type { SessionRecord, StreamRecord } from '../../core/contracts/records.js';
-
-interface ManifestStream {
-  transport: 'udp' | 'tcp';
-  src: string;
-  dst: string;
-  ssrc: string;
-  packets: number;
-  unique_packets: number;
-  duplicates: number;
-  out_of_order: number;
-  first_seq: number;
-  last_seq: number;
-  lost: number;
-  payload_types: number[];
-  rtsp_session: string | null;
-  interleaved_channel?: number;
-}
-interface ManifestSession {
-  client: string;
-  server: string;
-  url: string;
-  session_id: string;
-  timeout: number | null;
-  auth: unknown;
-  tracks: Array<{ control_url: string; transport: { raw: string; client_port?: number[]; server_port?: number[]; interleaved?: number[] } | null; status: number | null }>;
-  requests: Array<{ method: string; cseq: number; status: number | null }>;
-}
-interface Manifest {
-  file: string;
-  capinfos: Record<string, string>;
-  rtp_streams: ManifestStream[];
-  rtsp_sessions: ManifestSession[];
-}
+import { readManifest } from '../helpers/manifest.js';
 
 const manifests = readdirSync(CAPTURES).filter((f) => f.endsWith('.manifest.json')).sort();
 
 for (const mf of manifests) {
-  const m = JSON.parse(readFileSync(path.join(CAPTURES, mf), 'utf8')) as Manifest;
+  const m = readManifest(mf);
   t.test(`${m.file}: streams and sessions equal tshark's manifest`, async (t) => {
     const data = tempDir(t);
     const imp = await camtap(['import', '--in-place', path.join(CAPTURES, m.file)], { data });

@@ -6,7 +6,7 @@
  * payload bytes by the payload format RFCs (nothing here uses camtap's parsers).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,42 +25,12 @@ export const noTshark: string | false = (() => {
   return r.status === 0 ? false : 'tshark is not installed';
 })();
 
-export interface ManifestStream {
-  transport: 'udp' | 'tcp';
-  src: string;
-  dst: string;
-  ssrc: string;
-  packets: number;
-  unique_packets: number;
-  duplicates: number;
-  out_of_order: number;
-  lost: number;
-  min_ext_seq: number;
-  max_ext_seq: number;
-  first_time: number;
-  last_time: number;
-  direction?: string;
-  rtsp_session: string | null;
-  interleaved_channel?: number;
-  payload_types: number[];
-  decode: { codec: string } | null;
-}
+import { readManifest, type Manifest, type ManifestStream } from '../../helpers/manifest.js';
 
-export interface ManifestSession {
-  client: string;
-  server: string;
-  session_id: string;
-  requests: Array<{ method: string; cseq: number; status: number | null }>;
-}
-
-export interface Manifest {
-  file: string;
-  rtp_streams: ManifestStream[];
-  rtsp_sessions: ManifestSession[];
-}
+export type { Manifest, ManifestSession, ManifestStream } from '../../helpers/manifest.js';
 
 export function manifest(file: string): Manifest {
-  return JSON.parse(readFileSync(path.join(CAPTURES, file.replace(/\.pcap(ng)?$/, '.manifest.json')), 'utf8')) as Manifest;
+  return readManifest(file);
 }
 
 /** Media streams a camera sends (the NAT-punch packets have SSRC 0 and go the other way). */
