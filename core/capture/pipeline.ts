@@ -26,6 +26,7 @@ import { TcpReassembler } from './tcp-reassembly.js';
 import { Flow, FlowTable } from './flow-table.js';
 import { RtpStreamState, KEYFRAME } from './rtp-stream.js';
 import { SegmentIndexWriter } from '../index/segment-index.js';
+import type { LiveChannel, LivePacket } from '../live/channel.js';
 import { RtspConnectionLearner, type RtspDialog, type SetupAnnouncement } from '../sessions/rtsp-dialog.js';
 import { HttpConnectionLearner } from '../sessions/http-exchange.js';
 import { Inventory, hostOf } from '../sessions/inventory.js';
@@ -84,6 +85,8 @@ interface TcpFlowState {
   dir: 0 | 1;
 }
 
+const EMPTY = Buffer.alloc(0);
+
 export interface PipelineCounters {
   packets: number;
   bytes: number;
@@ -133,6 +136,7 @@ export class CapturePipeline {
   readonly #rtp = new RtpHeader();
   readonly #sr: RtcpSenderReport = { ssrc: 0, ntpSec: 0, ntpFrac: 0, rtpTs: 0, packetCount: 0, octetCount: 0 };
   readonly #flows = new FlowTable();
+  readonly #livePacket: LivePacket = { rtp: EMPTY, tsNs: 0n, keyframe: false };
   readonly #conns = new Map<string, TcpConn>();
   readonly #rules = new Map<string, MediaRule>();
   #rulesEpoch = 0;
@@ -280,6 +284,8 @@ export class CapturePipeline {
       this.counters.rtpDuplicates++;
       return;
     }
+    const live = s.live;
+    if (live !== null) this.#publishLive(live, buf, off, len, flags);
     let w = this.#lastWriter;
     if (loc.segment !== this.#lastWriterSeg || w === null) {
       w = this.#writers.get(loc.segment) ?? null;
@@ -295,6 +301,16 @@ export class CapturePipeline {
       s.indexSeg = loc.segment;
     }
     w.add(s.key, this.#sec, this.#nsec, ext, loc.offset, (flags & KEYFRAME) !== 0);
+  }
+
+  /** One new packet of a watched stream to its live feed (allocates only while watched). */
+  #publishLive(live: LiveChannel, buf: Buffer, off: number, len: number, flags: number): void {
+    const p = this.#livePacket;
+    p.rtp = buf.subarray(off, off + len);
+    p.tsNs = BigInt(this.#sec) * 1_000_000_000n + BigInt(this.#nsec);
+    p.keyframe = (flags & KEYFRAME) !== 0;
+    live.publish(p);
+    p.rtp = EMPTY;
   }
 
   #newStream(ms: MediaFlowState, ssrc: number, pt: number): RtpStreamState {
@@ -543,6 +559,16 @@ export class CapturePipeline {
       this.#seedVms = inv.vms;
       this.#dialogs = this.#dialogs.filter((d) => d.dirty || !this.#finishedDialogs.has(d));
     }
+  }
+
+  /** The streams in memory now (the live ones among them): the state objects themselves, for live access. */
+  activeStreams(): readonly RtpStreamState[] {
+    return this.#streams;
+  }
+
+  /** The RTSP dialogs in memory now (their SDPs), without touching what the checkpoint persists. */
+  activeSessions(): SessionRecord[] {
+    return this.#dialogs.map((d) => d.record);
   }
 
   /** Streams and dialogs held in memory (for status and tests). */

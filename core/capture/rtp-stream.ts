@@ -5,6 +5,7 @@
  * stays positive), a 64 Ki-bit window of seen sequence numbers for duplicate detection,
  * and frame/keyframe boundaries from the payload.
  */
+import type { LiveChannel } from '../live/channel.js';
 import { createHash } from 'node:crypto';
 import type { StreamRecord } from '../contracts/records.js';
 
@@ -85,6 +86,11 @@ export class RtpStreamState {
   dirty = true;
   /** Dropped from the pipeline's memory (idle and persisted); a new state continues it. */
   evicted = false;
+  /**
+   * The live feed of this stream while someone watches it (core/live/live-source.ts sets
+   * and clears it): the pipeline publishes every new packet into it.
+   */
+  live: LiveChannel | null = null;
   /** Segment whose index writer knows this stream (the pipeline registers it once per segment). */
   indexSeg = -1;
 

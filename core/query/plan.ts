@@ -161,7 +161,7 @@ function latestBefore(cands: SessionRecord[], t: bigint): SessionRecord | null {
 }
 
 /** The SDP of the stream: its dialog's DESCRIBE, else a DESCRIBE of the same URL by the same client host (a client may DESCRIBE on another connection), else built from the record. */
-function planSdp(stream: StreamRecord, session: SessionRecord | null, sessions: SessionRecord[]): string {
+export function planSdp(stream: StreamRecord, session: SessionRecord | null, sessions: SessionRecord[]): string {
   let text = session?.sdp ?? null;
   if (text === null && stream.url !== null) {
     const host = hostOf(stream.dst);

@@ -66,6 +66,22 @@ export function writeBye(buf: Buffer, off: number, ssrc: number): number {
   return 8;
 }
 
+/**
+ * An RTCP compound about the last packet sent (RFC 3550 §6.1: SR first, then SDES with
+ * the CNAME; BYE last when `bye`). The SR maps that packet's capture time (NTP) to its
+ * RTP timestamp (§6.4.1). Returns bytes written into `buf` (at least 308 bytes).
+ */
+export function writeSenderCompound(
+  buf: Buffer,
+  sr: { ssrc: number; tsNs: bigint; timestamp: number; packets: number; octets: number; cname: Buffer; bye: boolean },
+): number {
+  const ntp = unixMsToNtp(Number(sr.tsNs / 1000n) / 1000);
+  let n = writeSenderReport(buf, 0, { ssrc: sr.ssrc, ntpSec: ntp.ntpSec, ntpFrac: ntp.ntpFrac, rtpTs: sr.timestamp, packetCount: sr.packets, octetCount: sr.octets });
+  n += writeSdesCname(buf, n, sr.ssrc, sr.cname);
+  if (sr.bye) n += writeBye(buf, n, sr.ssrc);
+  return n;
+}
+
 /** The current pending packet's position, for RTP-Info and Range in a PLAY answer. */
 export interface PlayPosition {
   tsNs: bigint;
@@ -318,10 +334,7 @@ export class Player {
     const last = this.#lastSent;
     if (!last) return false;
     const b = this.#rtcpBuf;
-    const ntp = unixMsToNtp(Number(last.tsNs / 1000n) / 1000);
-    let n = writeSenderReport(b, 0, { ssrc: this.#ssrc, ntpSec: ntp.ntpSec, ntpFrac: ntp.ntpFrac, rtpTs: last.timestamp, packetCount: this.#packets, octetCount: this.#octets });
-    n += writeSdesCname(b, n, this.#ssrc, this.#cname);
-    if (bye) n += writeBye(b, n, this.#ssrc);
+    const n = writeSenderCompound(b, { ssrc: this.#ssrc, tsNs: last.tsNs, timestamp: last.timestamp, packets: this.#packets, octets: this.#octets, cname: this.#cname, bye });
     return this.#out.sendRtcp(b.subarray(0, n));
   }
 

@@ -5,6 +5,7 @@
  * (control URLs, ssrc lines, range, direction, rtcp-mux): the replay has its own SSRC,
  * control URL and range.
  */
+import type { LiveFeed } from '../live/channel.js';
 import type { ReplayPlan } from '../query/types.js';
 import { codecFor, parseSdp, type SdpMedia } from '../wire/sdp.js';
 
@@ -23,6 +24,21 @@ function pickMedia(media: SdpMedia[], pt: number, codec: string | null): SdpMedi
   return exact ?? byPt[0] ?? media.find((m) => m.type === 'video') ?? null;
 }
 
+/** What an SDP is built from: the stream's identity and its captured SDP (recorded or live). */
+interface SdpSource {
+  camera: string;
+  payloadType: number;
+  codec: string | null;
+  clockRate: number | null;
+  /** The captured (or transcoder's) SDP, one media section or more; empty when none. */
+  sdp: string;
+  /** `o=` session id (RFC 8866 §5.2): seconds, stable for one presentation. */
+  originSec: bigint;
+  /** `a=range:` value (RFC 2326 §C.1.5). */
+  range: string;
+  title: string;
+}
+
 /**
  * Builds the SDP text (CRLF lines) for `plan`. `control` is the media `a=control:`
  * value (relative to the Content-Base, or absolute); `address` the server's address for
@@ -31,20 +47,53 @@ function pickMedia(media: SdpMedia[], pt: number, codec: string | null): SdpMedi
  */
 export function replaySdp(plan: ReplayPlan, opts: { control: string; address: string }): string {
   const stream = plan.stream;
-  const pt = stream.payloadType;
-  const parsed = plan.sdp ? parseSdp(plan.sdp) : null;
-  const media = parsed ? pickMedia(parsed.media, pt, stream.codec) : null;
-  const ipv = opts.address.includes(':') ? 'IP6' : 'IP4';
   const durSec = Number(plan.endNs - plan.startNs) / 1e9;
+  return buildSdpText(
+    {
+      camera: stream.camera,
+      payloadType: stream.payloadType,
+      codec: stream.codec,
+      clockRate: stream.clockRate,
+      sdp: plan.sdp,
+      originSec: plan.startNs / 1_000_000_000n,
+      range: `npt=0-${Math.max(0, durSec).toFixed(3)}`,
+      title: 'camtap replay',
+    },
+    opts,
+  );
+}
+
+/** The SDP of a live feed: as {@link replaySdp}, with an open range (`npt=now-`, RFC 2326 §3.6). */
+export function liveSdp(feed: LiveFeed, opts: { control: string; address: string }): string {
+  return buildSdpText(
+    {
+      camera: feed.camera,
+      payloadType: feed.payloadType,
+      codec: feed.codec,
+      clockRate: feed.clockRate,
+      sdp: feed.sdp,
+      originSec: BigInt(Math.floor(Date.now() / 1000)),
+      range: 'npt=now-',
+      title: 'camtap live',
+    },
+    opts,
+  );
+}
+
+function buildSdpText(src: SdpSource, opts: { control: string; address: string }): string {
+  const pt = src.payloadType;
+  const parsed = src.sdp ? parseSdp(src.sdp) : null;
+  const media = parsed ? pickMedia(parsed.media, pt, src.codec) : null;
+  const ipv = opts.address.includes(':') ? 'IP6' : 'IP4';
   const lines = [
     'v=0',
-    `o=- ${plan.startNs / 1_000_000_000n} 1 IN ${ipv} ${opts.address}`,
-    `s=${clean(`camtap replay ${stream.camera}`) || 'camtap replay'}`,
+    `o=- ${src.originSec} 1 IN ${ipv} ${opts.address}`,
+    `s=${clean(`${src.title} ${src.camera}`) || src.title}`,
     `c=IN ${ipv} ${ipv === 'IP6' ? '::' : '0.0.0.0'}`,
     't=0 0',
     'a=tool:camtap',
     'a=control:*',
-    `a=range:npt=0-${Math.max(0, durSec).toFixed(3)}`,
+    `a=range:${src.range}`,
   ];
   const type = media && /^[a-z]+$/i.test(media.type) ? media.type : 'video';
   lines.push(`m=${type} 0 RTP/AVP ${pt}`);
@@ -62,7 +111,7 @@ export function replaySdp(plan: ReplayPlan, opts: { control: string; address: st
   }
   if (!hasRtpmap) {
     // A static type (JPEG 26) may come without rtpmap; say it anyway, some clients want it.
-    const known = codecFor(media, pt) ?? (stream.codec && stream.clockRate ? { codec: stream.codec, clockRate: stream.clockRate } : null);
+    const known = codecFor(media, pt) ?? (src.codec && src.clockRate ? { codec: src.codec, clockRate: src.clockRate } : null);
     if (known) attrs.unshift(`a=rtpmap:${pt} ${known.codec}/${known.clockRate}`);
   }
   lines.push(...attrs);

@@ -30,6 +30,8 @@ export interface MediaOutput {
    * gone, or (UDP) the event loop has had a turn.
    */
   backpressure(): Promise<void> | null;
+  /** The client is behind now (queue over its high-water mark): a live sender drops rather than waits. */
+  congested(): boolean;
   readonly closed: boolean;
   close(): void;
 }
@@ -64,6 +66,8 @@ export interface InterleavedLink {
   writeFrame(frame: Buffer): boolean;
   /** null while the socket's queue is under its high-water mark; else settles on drain or close. */
   drained(): Promise<void> | null;
+  /** The send queue is over its high-water mark. */
+  readonly congested: boolean;
   readonly closed: boolean;
 }
 
@@ -117,6 +121,10 @@ export class InterleavedOutput implements MediaOutput {
     return this.closed ? null : this.#link.drained();
   }
 
+  congested(): boolean {
+    return this.#link.congested;
+  }
+
   close(): void {
     this.#closed = true;
   }
@@ -124,6 +132,8 @@ export class InterleavedOutput implements MediaOutput {
 
 /** Packets sent to UDP between turns given to the event loop when unpaced. */
 const UDP_BURST = 32;
+/** Datagrams queued in user space above which a UDP output counts as congested. */
+const UDP_CONGESTED_PACKETS = 256;
 
 /** Strips the IPv4-mapped prefix a dual-stack listener reports (`::ffff:127.0.0.1`). */
 export function plainAddress(a: string): string {
@@ -260,6 +270,11 @@ export class UdpOutput implements MediaOutput {
     s.send(copy);
     this.#sinceYield++;
     return true;
+  }
+
+  /** Datagrams the kernel has not taken yet (loopback or a full NIC queue): the client side is not keeping up. */
+  congested(): boolean {
+    return this.#rtp.getSendQueueCount() > UDP_CONGESTED_PACKETS;
   }
 
   /** Gives the event loop a turn every few dozen packets (UDP has no back-pressure to wait on). */

@@ -102,6 +102,11 @@ export class RtspConnection implements InterleavedLink {
     return this.socket.writableLength;
   }
 
+  /** The send queue is over its high-water mark (live sessions thin instead of waiting). */
+  get congested(): boolean {
+    return this.socket.writableLength >= this.#opts.highWaterBytes;
+  }
+
   /** Queues bytes unless that would pass the limit, in which case the client is dropped. */
   #write(data: Buffer): boolean {
     if (this.closed) return false;

@@ -28,7 +28,9 @@ import { silentLogger } from '../logger.js';
 import type { ReplayPacket, ReplayPlan } from '../query/types.js';
 import type { WireMessage } from '../wire/rtsp-message.js';
 import { parseTransport, type TransportSpec } from '../wire/rtsp-transport.js';
-import { replaySdp } from './replay-sdp.js';
+import type { LiveFeed } from '../live/channel.js';
+import type { LiveSource } from '../live/live-source.js';
+import { liveSdp, replaySdp } from './replay-sdp.js';
 import { RtspConnection } from './rtsp-connection.js';
 import { formatClock, formatNpt, parseRange, parseScale, parseSpeedParam, rateControlOff } from './rtsp-range.js';
 import { RtspSession, type Presentation } from './rtsp-session.js';
@@ -52,6 +54,8 @@ export interface ReplaySource {
 
 export interface RtspServerOptions {
   source: ReplaySource;
+  /** Live feeds (`/live/...`, `?codec=` conversions); without it those requests get 404. */
+  live?: LiveSource | null;
   /** TCP port; 0 picks a free one (see `listen()`'s answer). */
   port: number;
   /** Listen address (default all interfaces). */
@@ -178,6 +182,7 @@ function formatSpeed(s: number): string {
 
 export class RtspServer {
   readonly #source: ReplaySource;
+  readonly #live: LiveSource | null;
   readonly #port: number;
   readonly #host: string | undefined;
   readonly #log: Logger;
@@ -193,11 +198,14 @@ export class RtspServer {
   readonly #connections = new Set<RtspConnection>();
   /** DESCRIBE results per connection (few entries), so SETUP does not plan again. */
   readonly #plans = new WeakMap<RtspConnection, Map<string, ReplayPlan>>();
+  /** Live feeds per connection, likewise (null: the presentation is a replay). */
+  readonly #feeds = new WeakMap<RtspConnection, Map<string, LiveFeed | null>>();
   #sweep: NodeJS.Timeout | null = null;
   #closing: Promise<void> | null = null;
 
   constructor(opts: RtspServerOptions) {
     this.#source = opts.source;
+    this.#live = opts.live ?? null;
     this.#port = opts.port;
     this.#host = opts.host;
     this.#log = (opts.log ?? silentLogger).child({ component: 'rtsp-server' });
@@ -449,11 +457,30 @@ export class RtspServer {
     return plan;
   }
 
+  /** The live feed a presentation names, or null for a replay (see LiveSource.resolve). */
+  async #feedFor(conn: RtspConnection, p: Presentation): Promise<LiveFeed | null> {
+    const cache = this.#feeds.get(conn);
+    if (cache?.has(p.key)) {
+      const hit = cache.get(p.key)!;
+      if (hit === null || !hit.ended) return hit;
+    }
+    let feed: LiveFeed | null;
+    if (this.#live) feed = await this.#live.resolve(p.path, new URLSearchParams(p.query));
+    else if (/^\/live\//.test(p.path) || p.query.has('codec')) throw new Reply(404, 'live access is not configured');
+    else feed = null;
+    let c = this.#feeds.get(conn);
+    if (!c) this.#feeds.set(conn, (c = new Map()));
+    if (c.size >= 8) c.delete(c.keys().next().value!);
+    c.set(p.key, feed);
+    return feed;
+  }
+
   /** RFC 2326 §10.2: the SDP, with a Content-Base the control resolves against (§C.1.1). */
   async #describe(conn: RtspConnection, req: WireMessage): Promise<void> {
     const t = this.#target(req);
-    const plan = await this.#planFor(conn, t.presentation);
-    const sdp = replaySdp(plan, { control: t.presentation.control, address: plainAddress(conn.localAddress) || '0.0.0.0' });
+    const feed = await this.#feedFor(conn, t.presentation);
+    const where = { control: t.presentation.control, address: plainAddress(conn.localAddress) || '0.0.0.0' };
+    const sdp = feed ? liveSdp(feed, where) : replaySdp(await this.#planFor(conn, t.presentation), where);
     conn.respond(
       200,
       [...this.#common(req.cseq), ['Content-Base', t.presentation.base], ['Content-Type', 'application/sdp']],
@@ -489,7 +516,8 @@ export class RtspServer {
     } else if (this.#sessions.size >= this.#maxClients * 2) {
       throw new Reply(503, 'session limit reached');
     }
-    const plan = existing ? existing.basePlan : await this.#planFor(conn, t.presentation);
+    const feed = existing ? existing.feed : await this.#feedFor(conn, t.presentation);
+    const plan = existing ? existing.basePlan : feed ? null : await this.#planFor(conn, t.presentation);
     const holder: { s: RtspSession | null } = { s: existing };
     let out: MediaOutput;
     if (choice.lower === 'udp') {
@@ -520,6 +548,7 @@ export class RtspServer {
       s = new RtspSession({
         presentation: t.presentation,
         plan,
+        feed,
         output: out,
         urlSpeed: t.speed ?? 1,
         connectionId: conn.id,
@@ -556,7 +585,7 @@ export class RtspServer {
     const r = parseRange(h);
     if (!r) throw new Reply(457, `bad Range ${h}`);
     if (r.kind === 'npt-now') throw new Reply(457, 'npt=now- (live) is not served by replay');
-    const base = s.basePlan;
+    const base = s.basePlan!;
     let startNs: bigint;
     let endNs: bigint | undefined;
     if (r.kind === 'npt') {
@@ -573,7 +602,7 @@ export class RtspServer {
   }
 
   #rangeHeader(s: RtspSession, fromNs: bigint, toNs: bigint, clock: boolean): string {
-    const base = s.basePlan;
+    const base = s.basePlan!;
     if (fromNs < base.startNs) fromNs = base.startNs;
     if (clock) return `clock=${formatClock(fromNs)}-${formatClock(toNs)}`;
     return `npt=${formatNpt(Number(fromNs - base.startNs) / 1e9)}-${formatNpt(Number(toNs - base.startNs) / 1e9)}`;
@@ -588,6 +617,7 @@ export class RtspServer {
    */
   async #play(conn: RtspConnection, req: WireMessage): Promise<void> {
     const s = this.#requireSession(req);
+    if (s.feed) return this.#playLive(conn, req, s);
     const { range, clock } = this.#rangeOf(req, s);
     const asked = this.#speedOf(req, s);
     const echo = asked.echo;
@@ -603,14 +633,14 @@ export class RtspServer {
     if (range === null && player && player.ended === null) {
       const pos = player.position();
       if (pos) {
-        conn.respond(200, headers(pos, s.plan.endNs));
+        conn.respond(200, headers(pos, s.plan!.endNs));
         if (player.paused) player.resume(speed);
         else player.setSpeed(speed);
         s.state = 'playing';
         return;
       }
     }
-    const plan = range ? await this.#source.plan(s.presentation.path, new URLSearchParams(s.presentation.query), range) : s.basePlan;
+    const plan = range ? await this.#source.plan(s.presentation.path, new URLSearchParams(s.presentation.query), range) : s.basePlan!;
     if (s.ended) throw new Reply(454, 'session ended meanwhile');
     const pos = await s.prepare(this.#source, plan, speed);
     if (s.ended) throw new Reply(454, 'session ended meanwhile');
@@ -621,15 +651,42 @@ export class RtspServer {
     s.player?.start();
   }
 
+  /**
+   * PLAY of a live session: packets go out as the feed delivers them, from the next
+   * keyframe. Range and Scale do not apply (the answer says `npt=now-`, RFC 2326 §3.6);
+   * RTP-Info gives the sequence number and timestamp the first packet will carry.
+   */
+  #playLive(conn: RtspConnection, req: WireMessage, s: RtspSession): void {
+    if (s.feed!.ended) throw new Reply(404, 'live feed ended');
+    const lp = s.livePlayer();
+    const pos = lp.position();
+    const ok = conn.respond(200, [
+      ...this.#common(req.cseq),
+      this.#sessionHeader(s),
+      ['Range', 'npt=now-'],
+      ['RTP-Info', `url=${s.presentation.trackUrl};seq=${pos.seq};rtptime=${pos.timestamp >>> 0}`],
+    ]);
+    if (!ok) return;
+    s.state = 'playing';
+    lp.start();
+  }
+
   /** RFC 2326 §10.6: Playing -> Ready, keeping the position; PAUSE in Ready is 455 (§A.2). */
   #pause(conn: RtspConnection, req: WireMessage): void {
     const s = this.#requireSession(req);
+    if (s.feed) {
+      if (s.state !== 'playing' || !s.live) throw new Reply(455, 'PAUSE while not playing');
+      s.live.pause();
+      s.state = 'paused';
+      conn.respond(200, [...this.#common(req.cseq), this.#sessionHeader(s)]);
+      return;
+    }
     if (s.state !== 'playing' || !s.player) throw new Reply(455, 'PAUSE while not playing');
     s.player.pause();
     s.state = 'paused';
     const pos = s.player.position();
     const headers = [...this.#common(req.cseq), this.#sessionHeader(s)];
-    if (pos) headers.push(['Range', this.#rangeHeader(s, pos.tsNs, s.plan.endNs, false)]);
+    if (pos) headers.push(['Range', this.#rangeHeader(s, pos.tsNs, s.plan!.endNs, false)]);
     conn.respond(200, headers);
   }
 

@@ -7,6 +7,8 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../contracts/logger.js';
 import type { ReplayPacket, ReplayPlan } from '../query/types.js';
+import type { LiveFeed } from '../live/channel.js';
+import { LivePlayer } from '../live/live-player.js';
 import { Player, type PlayPosition, type PlayerEnd } from './pacer.js';
 import type { MediaOutput } from './rtp-output.js';
 
@@ -38,10 +40,14 @@ export class RtspSession {
   /** SSRC of the replayed stream (RFC 3550 §8: random). */
   readonly ssrc = randomBytes(4).readUInt32BE(0);
   readonly presentation: Presentation;
-  /** The plan without a Range: npt 0 is its start, its end is the presentation's end. */
-  readonly basePlan: ReplayPlan;
-  /** The plan being played (differs from basePlan after a PLAY with Range). */
-  plan: ReplayPlan;
+  /** The plan without a Range: npt 0 is its start, its end is the presentation's end. Null for live. */
+  readonly basePlan: ReplayPlan | null;
+  /** The plan being played (differs from basePlan after a PLAY with Range); null for live. */
+  plan: ReplayPlan | null;
+  /** The live feed a live (or transcoded) session plays; null for a replay. */
+  readonly feed: LiveFeed | null;
+  /** The live feed's player, once PLAY came. */
+  live: LivePlayer | null = null;
   output: MediaOutput;
   /** Pace from the URL's `speed=` (1 when absent, Infinity for `max`). */
   urlSpeed: number;
@@ -59,7 +65,8 @@ export class RtspSession {
 
   constructor(opts: {
     presentation: Presentation;
-    plan: ReplayPlan;
+    plan: ReplayPlan | null;
+    feed?: LiveFeed | null;
     output: MediaOutput;
     urlSpeed: number;
     connectionId: number;
@@ -70,6 +77,7 @@ export class RtspSession {
     this.presentation = opts.presentation;
     this.basePlan = opts.plan;
     this.plan = opts.plan;
+    this.feed = opts.feed ?? null;
     this.output = opts.output;
     this.urlSpeed = opts.urlSpeed;
     this.connectionId = opts.connectionId;
@@ -131,6 +139,28 @@ export class RtspSession {
     return pos;
   }
 
+  /**
+   * The live player (made on the first PLAY, kept across PAUSE): the caller answers PLAY
+   * with its position, then calls `live.start()`.
+   */
+  livePlayer(): LivePlayer {
+    if (!this.feed) throw new Error('not a live session');
+    if (this.live && this.live.ended === null) return this.live;
+    const lp: LivePlayer = new LivePlayer({
+      feed: this.feed,
+      output: this.output,
+      ssrc: this.ssrc,
+      cname: this.#cname,
+      log: this.#log,
+      onEnd: (why) => {
+        this.#log.debug({ why, packets: lp.packetsSent, thinned: lp.stats.thinned }, 'live player ended');
+        if (this.live === lp && (why === 'dropped' || why === 'eos')) this.end(why === 'eos' ? 'live feed ended' : 'client dropped');
+      },
+    });
+    this.live = lp;
+    return lp;
+  }
+
   #playerEnded(player: Player, why: PlayerEnd): void {
     this.#log.debug({ why, packets: player.packetsSent }, 'player ended');
     if (why === 'dropped' && this.player === player) this.end('client dropped');
@@ -149,6 +179,7 @@ export class RtspSession {
     if (this.#ended) return;
     this.#ended = true;
     this.#stopPlayer();
+    this.live?.stop();
     this.output.close();
     this.#log.info({ reason }, 'session ended');
     this.#onEnd(this, reason);

@@ -41,6 +41,9 @@ class Recorder implements MediaOutput {
   backpressure(): Promise<void> | null {
     return null;
   }
+  congested(): boolean {
+    return false;
+  }
   close(): void {
     this.closed = true;
   }

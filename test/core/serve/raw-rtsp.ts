@@ -9,6 +9,8 @@ import { MessageStreamParser, serializeMessage, type WireMessage } from '../../.
 export interface Frame {
   channel: number;
   data: Buffer;
+  /** Date.now() when it arrived. */
+  at: number;
 }
 
 export class RawRtsp {
@@ -33,7 +35,7 @@ export class RawRtsp {
       },
       onInterleaved: (channel, payload) => {
         this.framesSeen++;
-        if (this.frames.length < this.keepFrames) this.frames.push({ channel, data: Buffer.from(payload) });
+        if (this.frames.length < this.keepFrames) this.frames.push({ channel, data: Buffer.from(payload), at: Date.now() });
         this.#wake();
       },
       onError: () => {

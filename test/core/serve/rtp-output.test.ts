@@ -8,6 +8,7 @@ import { InterleavedOutput, SendSlab, bindUdpPair, type InterleavedLink } from '
 class Link implements InterleavedLink {
   frames: Buffer[] = [];
   closed = false;
+  congested = false;
   writeFrame(f: Buffer): boolean {
     this.frames.push(f);
     return true;
