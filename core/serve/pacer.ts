@@ -11,6 +11,7 @@ import type { Logger } from '../contracts/logger.js';
 import type { ReplayPacket } from '../query/types.js';
 import { RtcpType, unixMsToNtp, writeSenderReport } from '../wire/rtcp.js';
 import { SendSlab, type MediaOutput } from './rtp-output.js';
+import { ONVIF_EXT_BYTES, OnvifFlag, writeWithOnvifExt } from './onvif-ext.js';
 
 /** Wall time between sender reports (RFC 3550 §6.2 gives 5 s as the minimum interval). */
 export const SR_INTERVAL_MS = 5000;
@@ -127,6 +128,12 @@ export class Player {
   #heldLast: { tsNs: bigint; timestamp: number } | null = null;
   #heldFirst: PlayPosition | null = null;
   readonly #heldSlab = new SendSlab(64 * 1024);
+  /** ONVIF flags (see onvif-ext.ts) of the held packets, in order. */
+  #heldFlags: number[] = [];
+  readonly #onvif: { cseq: number } | null;
+  #onvifBuf: Buffer | null = null;
+  /** The next packet sent is the first since a PLAY: ONVIF's D bit. */
+  #discontinuity = true;
 
   constructor(opts: {
     iterator: AsyncIterator<ReplayPacket>;
@@ -136,7 +143,10 @@ export class Player {
     cname: string;
     log: Logger;
     onEnd: (why: PlayerEnd) => void;
+    /** ONVIF replay (`Require: onvif-replay`): add the 0xABAC extension; `cseq` is the PLAY's. */
+    onvif?: { cseq: number } | null;
   }) {
+    this.#onvif = opts.onvif ?? null;
     this.#it = opts.iterator;
     this.#out = opts.output;
     this.#ssrc = opts.ssrc;
@@ -264,7 +274,7 @@ export class Player {
       }
       if (this.#held.length > 0 && pkt.timestamp !== this.#heldTs && !this.#flushHeld()) return this.#finish('dropped');
       if (pkt.marker) {
-        if (!this.#flushHeld() || !this.#send(pkt.rtp, pkt.tsNs, pkt.timestamp)) return this.#finish('dropped');
+        if (!this.#flushHeld() || !this.#send(pkt.rtp, pkt.tsNs, pkt.timestamp, this.#flagsOf(pkt))) return this.#finish('dropped');
       } else {
         this.#hold(pkt);
         if ((this.#held.length >= MAX_HELD_PACKETS || this.#heldBytes >= MAX_HELD_BYTES) && !this.#flushHeld()) return this.#finish('dropped');
@@ -285,7 +295,21 @@ export class Player {
     }
   }
 
-  #send(rtp: Buffer, tsNs: bigint, timestamp: number): boolean {
+  /** ONVIF extension flags of a packet (0 without ONVIF): C on a keyframe's packets, D after a gap or a new start. */
+  #flagsOf(pkt: ReplayPacket): number {
+    if (!this.#onvif) return 0;
+    let f = pkt.keyframe ? OnvifFlag.CLEAN : 0;
+    if (pkt.gapBefore > 0 || this.#discontinuity) f |= OnvifFlag.DISCONTINUITY;
+    this.#discontinuity = false;
+    return f;
+  }
+
+  #send(rtp: Buffer, tsNs: bigint, timestamp: number, onvifFlags = 0): boolean {
+    if (this.#onvif) {
+      const b = (this.#onvifBuf ??= Buffer.allocUnsafeSlow(65536 + ONVIF_EXT_BYTES));
+      const n = writeWithOnvifExt(b, rtp, tsNs, onvifFlags, this.#onvif.cseq);
+      if (n > 0) rtp = b.subarray(0, n);
+    }
     if (!this.#out.sendRtp(rtp)) return false;
     this.#packets++;
     this.#octets += Math.max(0, rtp.length - 12);
@@ -298,6 +322,7 @@ export class Player {
     const copy = this.#heldSlab.take(pkt.rtp.length);
     pkt.rtp.copy(copy);
     this.#held.push(copy);
+    this.#heldFlags.push(this.#flagsOf(pkt));
     this.#heldBytes += copy.length;
     this.#heldTs = pkt.timestamp;
     this.#heldLast = { tsNs: pkt.tsNs, timestamp: pkt.timestamp };
@@ -307,10 +332,15 @@ export class Player {
     const held = this.#held;
     if (held.length === 0) return true;
     const last = this.#heldLast!;
+    const flags = this.#heldFlags;
+    this.#heldFlags = [];
     this.#held = [];
     this.#heldBytes = 0;
     this.#heldFirst = null;
-    for (const b of held) if (!this.#send(b, last.tsNs, last.timestamp)) return false;
+    // ONVIF's C bit is about the access unit: all its packets carry it when any begins a keyframe.
+    let clean = 0;
+    for (const f of flags) clean |= f & OnvifFlag.CLEAN;
+    for (let i = 0; i < held.length; i++) if (!this.#send(held[i]!, last.tsNs, last.timestamp, flags[i]! | clean)) return false;
     return true;
   }
 
@@ -318,6 +348,7 @@ export class Player {
     if (this.#held.length > 0) {
       this.#log.debug({ packets: this.#held.length }, 'last access unit incomplete: not sent');
       this.#held = [];
+      this.#heldFlags = [];
       this.#heldBytes = 0;
       this.#heldFirst = null;
     }

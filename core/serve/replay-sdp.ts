@@ -8,6 +8,7 @@
 import type { LiveFeed } from '../live/channel.js';
 import type { ReplayPlan } from '../query/types.js';
 import { codecFor, parseSdp, type SdpMedia } from '../wire/sdp.js';
+import { formatClock } from './rtsp-range.js';
 
 /** Media attributes that describe the original session, not the codec. */
 const DROP_ATTR = /^(control|ssrc|ssrc-group|range|sendonly|recvonly|sendrecv|inactive|rtcp-mux|rtcp|mid|group|setup|connection|fingerprint|ice-\w+|candidate|crypto|key-mgmt)(:|$)/i;
@@ -45,9 +46,11 @@ interface SdpSource {
  * `o=`. `a=range:npt=0-D` gives the presentation's length, so npt 0 in PLAY is the
  * plan's start.
  */
-export function replaySdp(plan: ReplayPlan, opts: { control: string; address: string }): string {
+export function replaySdp(plan: ReplayPlan, opts: { control: string; address: string; clockRange?: boolean }): string {
   const stream = plan.stream;
   const durSec = Number(plan.endNs - plan.startNs) / 1e9;
+  // ONVIF replay clients seek in absolute time: they get the recording's clock range.
+  const range = opts.clockRange ? `clock=${formatClock(plan.startNs)}-${formatClock(plan.endNs)}` : `npt=0-${Math.max(0, durSec).toFixed(3)}`;
   return buildSdpText(
     {
       camera: stream.camera,
@@ -56,7 +59,7 @@ export function replaySdp(plan: ReplayPlan, opts: { control: string; address: st
       clockRate: stream.clockRate,
       sdp: plan.sdp,
       originSec: plan.startNs / 1_000_000_000n,
-      range: `npt=0-${Math.max(0, durSec).toFixed(3)}`,
+      range,
       title: 'camtap replay',
     },
     opts,

@@ -166,6 +166,19 @@ export function chooseTransport(alternatives: TransportSpec[]): TransportChoice 
   return null;
 }
 
+/**
+ * The request is ONVIF replay (ONVIF Streaming Specification §6): it carries
+ * `Require: onvif-replay`, or its URL has `onvif=1` (the form to give clients that only
+ * send the header on SETUP and PLAY, like GStreamer's rtspsrc in ONVIF mode, but need the
+ * clock range in the DESCRIBE answer already).
+ */
+function onvifReplay(req: WireMessage): boolean {
+  const r = req.header('Require');
+  if (r !== null && r.split(',').some((t) => t.trim().toLowerCase() === 'onvif-replay')) return true;
+  const q = req.url ? presentationOf(req.url)?.presentation.query.get('onvif') : null;
+  return q === '1' || q === 'true';
+}
+
 function sessionIdOf(header: string): string {
   return header.split(';')[0]!.trim();
 }
@@ -480,7 +493,7 @@ export class RtspServer {
     const t = this.#target(req);
     const feed = await this.#feedFor(conn, t.presentation);
     const where = { control: t.presentation.control, address: plainAddress(conn.localAddress) || '0.0.0.0' };
-    const sdp = feed ? liveSdp(feed, where) : replaySdp(await this.#planFor(conn, t.presentation), where);
+    const sdp = feed ? liveSdp(feed, where) : replaySdp(await this.#planFor(conn, t.presentation), { ...where, clockRange: onvifReplay(req) });
     conn.respond(
       200,
       [...this.#common(req.cseq), ['Content-Base', t.presentation.base], ['Content-Type', 'application/sdp']],
@@ -560,6 +573,7 @@ export class RtspServer {
       this.#register(conn, s);
       conn.log.info({ session: s.id, path: t.presentation.path, transport: out.kind }, 'session set up');
     }
+    if (onvifReplay(req)) s.onvif = true;
     conn.respond(200, [...this.#common(req.cseq), ['Transport', out.transport(s.ssrc)], this.#sessionHeader(s)]);
   }
 
@@ -642,7 +656,8 @@ export class RtspServer {
     }
     const plan = range ? await this.#source.plan(s.presentation.path, new URLSearchParams(s.presentation.query), range) : s.basePlan!;
     if (s.ended) throw new Reply(454, 'session ended meanwhile');
-    const pos = await s.prepare(this.#source, plan, speed);
+    if (onvifReplay(req)) s.onvif = true;
+    const pos = await s.prepare(this.#source, plan, speed, s.onvif ? { cseq: req.cseq ?? 0 } : null);
     if (s.ended) throw new Reply(454, 'session ended meanwhile');
     if (!pos) throw new Reply(457, 'no packets in the range');
     const endNs = range?.endNs !== undefined && range.endNs < plan.endNs ? range.endNs : plan.endNs;

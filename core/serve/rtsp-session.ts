@@ -54,6 +54,8 @@ export class RtspSession {
   /** Id of the connection that made it; interleaved sessions end with it. */
   readonly connectionId: number;
   state: SessionState = 'ready';
+  /** The client asked for ONVIF replay (`Require: onvif-replay`): packets carry the 0xABAC extension. */
+  onvif = false;
   player: Player | null = null;
   /** performance.now() of the last sign of life from the client. */
   lastActivity = performance.now();
@@ -105,7 +107,7 @@ export class RtspSession {
    * answers PLAY and then calls `player.start()`. Null when the plan yields no packet
    * (the session stays Ready).
    */
-  async prepare(source: PacketSource, plan: ReplayPlan, speed: number): Promise<PlayPosition | null> {
+  async prepare(source: PacketSource, plan: ReplayPlan, speed: number, onvif: { cseq: number } | null = null): Promise<PlayPosition | null> {
     this.#stopPlayer();
     const abort = new AbortController();
     const it = source.packets(plan, { ssrc: this.ssrc, signal: abort.signal })[Symbol.asyncIterator]();
@@ -116,6 +118,7 @@ export class RtspSession {
       speed,
       cname: this.#cname,
       log: this.#log,
+      onvif,
       onEnd: (why) => this.#playerEnded(player, why),
     });
     this.player = player;
