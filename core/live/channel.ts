@@ -120,6 +120,7 @@ export class LiveChannel implements LiveFeed {
         } catch {
           /* it is gone either way */
         }
+        if (this.#subs.length === 0 && !this.#ended) this.#onIdle?.(this);
       }
     }
   }
