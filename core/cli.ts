@@ -18,8 +18,13 @@ import type { TapConfig } from './contracts/plugin.js';
 import { TapRunner, inventoryResolver } from './capture/tap-runner.js';
 import { planReplay } from './query/plan.js';
 import { exportPcap } from './serve/export.js';
+import { exportMedia } from './serve/export-media.js';
+import { isoFromNs } from './query/time.js';
 import { CatalogReplaySource, replayUrl } from './serve/replay-source.js';
 import { RtspServer } from './serve/rtsp-server.js';
+import { PipelineLiveSource } from './live/live-source.js';
+import { TranscodePool } from './live/transcode-pool.js';
+import { startHttpApi } from './api/http-server.js';
 import type { StreamSelector } from './query/types.js';
 import type { CameraRecord, SessionRecord, StreamRecord, VmsRecord } from './contracts/records.js';
 
@@ -38,9 +43,11 @@ Commands:
   segments                    stored segments
   taps [explain <tap>]        configured taps; explain prints a tap's native filter
   reindex                     rebuild index and catalog from the stored segments
-  export --out FILE           a stream's packets as captured, with its RTSP dialog (--format pcap|pcapng);
-                              pick the stream with --stream ID, --camera, --dst, --codec, --url, --ssrc,
-                              and the range with --start/--end (ISO 8601 or -10m, -30s, -2h)
+  export --out FILE|-         a stream's packets as captured, with its RTSP dialog (--format pcap|pcapng),
+                              or its video (--format mp4|mkv, through ffmpeg; a range starts at the keyframe
+                              before it); pick the stream with --stream ID, --camera, --dst, --codec, --url,
+                              --ssrc, and the range with --start/--end (ISO 8601 or -10m, -30s, -2h);
+                              --out - writes to standard output (mp4 there is fragmented)
   serve                       serve recorded streams over RTSP (--rtsp-port, default 8554):
                               rtsp://HOST:8554/replay/<camera or stream id>?start=&end=&speed=1|4|max;
                               runs the configured taps too; with no config, serves the demo capture
@@ -396,25 +403,54 @@ function selectorFrom(values: Record<string, unknown>): StreamSelector {
 
 async function cmdExport(g: Globals, values: Record<string, unknown>): Promise<number> {
   const format = (values.format as string | undefined) ?? 'pcap';
-  if (format !== 'pcap' && format !== 'pcapng') throw new CamtapError('CAMTAP_ERR_USAGE', { reason: `--format ${format}: pcap or pcapng` });
+  if (format !== 'pcap' && format !== 'pcapng' && format !== 'mp4' && format !== 'mkv') throw new CamtapError('CAMTAP_ERR_USAGE', { reason: `--format ${format}: pcap, pcapng, mp4 or mkv` });
   const file = values.out as string | undefined;
   if (!file) throw new CamtapError('CAMTAP_ERR_USAGE', { reason: 'export needs --out FILE (- for standard output)' });
   const sel = selectorFrom(values);
   return withCamtap(g, async (c) => {
-    const { catalog, indexDir } = c.cradle;
+    const { catalog, indexDir, log } = c.cradle;
     const plan = await planReplay(catalog, sel);
+    const what = `stream ${plan.stream.id} (${plan.stream.camera} -> ${plan.stream.dst})`;
+    const dest = file === '-' ? '' : ` to ${file}`;
+    if (format === 'mp4' || format === 'mkv') {
+      // The stream and range are fixed by the plan above (same answer, same errors as the
+      // pcap export); the replay then asks for exactly that stream and range.
+      const ac = new AbortController();
+      const stop = () => ac.abort();
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      try {
+        const query = new URLSearchParams({ start: isoFromNs(plan.startNs), end: isoFromNs(plan.endNs) });
+        const r = await exportMedia({
+          source: new CatalogReplaySource({ catalog, indexDir }),
+          path: `/replay/${plan.stream.id}`,
+          query,
+          format,
+          out: file === '-' ? process.stdout : file,
+          log,
+          signal: ac.signal,
+        });
+        process.stderr.write(`camtap: exported ${what} as ${format}, ${r.bytes} bytes${dest}\n`);
+      } finally {
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
+      }
+      return 0;
+    }
     const segs = new Map((await catalog.listSegments()).map((x) => [x.id, x]));
     const out = file === '-' ? process.stdout : createWriteStream(file);
     const r = await exportPcap({ indexDir, segments: (id) => segs.get(id) }, plan, out, { format });
     if (out !== process.stdout) await new Promise<void>((res, rej) => (out as ReturnType<typeof createWriteStream>).end((e?: Error | null) => (e ? rej(e) : res())));
-    process.stderr.write(`camtap: exported ${r.packets} packets of stream ${plan.stream.id} (${plan.stream.camera} -> ${plan.stream.dst}) and ${r.dialogPackets} of its RTSP dialog${file === '-' ? '' : ` to ${file}`}\n`);
+    process.stderr.write(`camtap: exported ${r.packets} packets of ${what} and ${r.dialogPackets} of its RTSP dialog${dest}\n`);
     return 0;
   });
 }
 
-async function cmdServe(g: Globals, rtspPort: number | null, configFile: string | null): Promise<number> {
+async function cmdServe(g: Globals, rtspPort: number | null, httpPort: number | null | 'off', configFile: string | null): Promise<number> {
   const config = g.config;
   if (rtspPort !== null) config.serve.rtspPort = rtspPort;
+  if (httpPort === 'off') config.serve.httpPort = null;
+  else if (httpPort !== null) config.serve.httpPort = httpPort;
   // No config at all and nothing recorded yet: serve the bundled demo capture.
   if (!configFile && config.taps.length === 0) {
     const probe = await withCamtap(g, async (c) => (await c.cradle.catalog.listStreams()).length);
@@ -425,10 +461,14 @@ async function cmdServe(g: Globals, rtspPort: number | null, configFile: string 
     g,
     async (c) => {
       const { catalog, indexDir, log, pipeline, ingest, store, plugins } = c.cradle;
-      const server = new RtspServer({ source: new CatalogReplaySource({ catalog, indexDir }), port: config.serve.rtspPort, host: config.serve.host, log: log.child({ component: 'rtsp' }) });
-      const { port } = await server.listen();
+      let port = config.serve.rtspPort;
+      const transcoding = new TranscodePool({ log });
+      const live = new PipelineLiveSource({ pipeline: capturing ? pipeline : null, catalog, transcoding, internalBase: () => `rtsp://${internalHost(config.serve.host)}:${port}`, log });
+      const server = new RtspServer({ source: new CatalogReplaySource({ catalog, indexDir }), live, port: config.serve.rtspPort, host: config.serve.host, log: log.child({ component: 'rtsp' }) });
+      ({ port } = await server.listen());
       config.serve.rtspPort = port;
       const base = rtspBase(config);
+      const http = config.serve.httpPort === null ? null : await startHttpApi({ catalog, indexDir, log, rtspBase: () => base, port: config.serve.httpPort, host: config.serve.host });
       const ac = new AbortController();
       const stop = () => ac.abort();
       process.once('SIGINT', stop);
@@ -447,7 +487,7 @@ async function cmdServe(g: Globals, rtspPort: number | null, configFile: string 
         runner.start(await tapConfigs(c, null), ac.signal);
       }
       const streams = (await catalog.listStreams()).filter((s) => s.direction !== 'client->server');
-      out(`camtap serving RTSP on port ${port}${capturing ? `, capturing with ${config.taps.length} tap(s)` : ''}`);
+      out(`camtap serving RTSP on port ${port}${http ? `, HTTP API on port ${http.port}` : ''}${capturing ? `, capturing with ${config.taps.length} tap(s)` : ''}`);
       for (const s of streams) out(`  ${replayUrl(base, s.id)}   ${s.camera} -> ${s.dst} ${s.codec ?? ''}`);
       const cams = [...new Set(streams.map((s) => s.camera))];
       if (cams.length) out(`  by camera: ${cams.map((k) => `${base}/replay/${encodeURIComponent(k)}`).join('  ')}`);
@@ -456,11 +496,27 @@ async function cmdServe(g: Globals, rtspPort: number | null, configFile: string 
       process.off('SIGTERM', stop);
       if (tick) clearInterval(tick);
       await runner?.stop();
+      await http?.close();
       await server.close();
+      await live.close();
       return 0;
     },
     capturing ? 'write' : 'read',
   );
+}
+
+/** A `--*-port` value: 0..65535 (0 picks a free port), or a usage error naming the flag. */
+function portFlag(flag: string, v: string | undefined): number | null {
+  if (v === undefined) return null;
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n > 65535) throw new CamtapError('CAMTAP_ERR_USAGE', { reason: `--${flag} ${v}: a port number 0-65535 (0 picks a free one)` });
+  return n;
+}
+
+/** Where camtap reaches its own RTSP server (a transcoder's input): loopback unless it listens on one address only. */
+function internalHost(host: string): string {
+  if (host === '' || host === '0.0.0.0' || host === '::') return '127.0.0.1';
+  return host.includes(':') ? `[${host}]` : host;
 }
 
 function demoCapture(): string {
@@ -491,6 +547,7 @@ export async function main(argv: string[]): Promise<number> {
       start: { type: 'string' },
       end: { type: 'string' },
       'rtsp-port': { type: 'string' },
+      'http-port': { type: 'string' },
       tap: { type: 'string', multiple: true },
       duration: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -520,7 +577,7 @@ export async function main(argv: string[]): Promise<number> {
     case 'export':
       return cmdExport(g, values);
     case 'serve':
-      return cmdServe(g, values['rtsp-port'] !== undefined ? Number(values['rtsp-port']) : null, values.config ?? process.env.CAMTAP_CONFIG ?? null);
+      return cmdServe(g, portFlag('rtsp-port', values['rtsp-port']), values['http-port'] === 'off' ? 'off' : portFlag('http-port', values['http-port']), values.config ?? process.env.CAMTAP_CONFIG ?? null);
     case 'capture':
       return cmdCapture(g, values.tap ?? null, values.duration ? Number(values.duration) : null);
     case 'demo': {

@@ -95,13 +95,15 @@ export const configSchema = z
       .object({
         /** RTSP server port (`camtap serve`, `--rtsp-port`). */
         rtspPort: z.number().int().min(0).max(65535).default(8554),
+        /** HTTP API port (`camtap serve`, `--http-port`); null turns the API off. */
+        httpPort: z.number().int().min(0).max(65535).nullable().default(8080),
         /** Listen address. */
         host: z.string().default('0.0.0.0'),
         /** How clients reach the RTSP server (for `replayUrl`), e.g. rtsp://camtap.example:8554. Default rtsp://127.0.0.1:<rtspPort>. */
         publicUrl: z.string().nullable().default(null),
       })
       .strict()
-      .default({ rtspPort: 8554, host: '0.0.0.0', publicUrl: null }),
+      .default({ rtspPort: 8554, httpPort: 8080, host: '0.0.0.0', publicUrl: null }),
     taps: z.array(tapSchema).default([]),
     cameras: z.array(cameraSchema).default([]),
     vms: z.array(vmsSchema).default([]),

@@ -38,6 +38,10 @@ export const ERRORS = {
   CAMTAP_ERR_NOT_FOUND: { message: '{what} {id} not found', exit: 1, http: 404 },
   CAMTAP_ERR_RANGE: { message: 'range {range}: {reason}', exit: 64, http: 457 },
   CAMTAP_ERR_INTERRUPTED: { message: 'interrupted: {reason}', exit: 130, http: 503 },
+  CAMTAP_ERR_TOOL_MISSING: { message: '{tool} is needed to {purpose} but is not installed or not on PATH: {fix}', exit: 69, http: 503 },
+  CAMTAP_ERR_TOOL_FAILED: { message: '{tool} failed ({status}) while {purpose}: {stderr}', exit: 70, http: 500 },
+  CAMTAP_ERR_EXPORT_CODEC: { message: 'stream {stream}: codec {codec} cannot be exported as {format} ({reason})', exit: 65, http: 422 },
+  CAMTAP_ERR_INTERNAL: { message: 'internal error: {reason}', exit: 70, http: 500 },
 } as const satisfies Record<string, ErrorDef>;
 
 export type ErrorCode = keyof typeof ERRORS;

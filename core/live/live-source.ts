@@ -24,6 +24,8 @@ import { silentLogger } from '../logger.js';
 import { findSession, planReplay, planSdp } from '../query/plan.js';
 import { hostOf } from '../sessions/inventory.js';
 import { LiveChannel, type LiveFeed } from './channel.js';
+import type { TranscodePool } from './transcode-pool.js';
+import { parseTargetCodec, type TargetCodec } from './transcoder.js';
 
 /** A feed nobody subscribed to for this long is detached from its stream and dropped. */
 export const IDLE_MS = 120_000;
@@ -31,11 +33,8 @@ export const IDLE_MS = 120_000;
 export const STALE_SEC = 10;
 const SWEEP_MS = 2_000;
 
-/** Starts (or shares) the transcoder of a feed; see core/live/transcode-pool.ts. */
-export interface Transcoding {
-  acquire(key: string, opts: { inputUrl: string; codec: string; key: string; camera: string }): Promise<LiveFeed>;
-  close(): Promise<void>;
-}
+/** Starts (or shares) the transcoder of a feed: {@link TranscodePool}, or a stand-in in tests. */
+export type Transcoding = Pick<TranscodePool, 'acquire' | 'close'>;
 
 export interface LiveSource {
   /**
@@ -53,8 +52,8 @@ function rank(s: RtpStreamState): number {
   return (s.direction === 'server->client' ? 2 : 0) + (s.codec !== null ? 1 : 0);
 }
 
-/** Codec names a client may ask for, to the encoding names of the SDP. */
-const TARGET: Record<string, string> = { h264: 'H264', avc: 'H264', h265: 'H265', hevc: 'H265', mjpeg: 'JPEG', jpeg: 'JPEG' };
+/** Target codecs to the encoding names of the SDP (RFC 6184, RFC 7798, RFC 2435). */
+const ENCODING: Record<TargetCodec, string> = { h264: 'H264', h265: 'H265', mjpeg: 'JPEG' };
 
 export class PipelineLiveSource implements LiveSource {
   readonly #pipeline: CapturePipeline | null;
@@ -92,7 +91,8 @@ export class PipelineLiveSource implements LiveSource {
     const live = /^\/live\/([^/?]+)\/?$/.exec(path);
     const replay = /^\/replay\/([^/?]+)\/?$/.exec(path);
     const codecParam = query.get('codec');
-    const target = codecParam ? TARGET[codecParam.toLowerCase()] : undefined;
+    const targetCodec = codecParam ? parseTargetCodec(codecParam) : null;
+    const target = targetCodec ? ENCODING[targetCodec] : undefined;
     if (codecParam && !target) {
       throw new CamtapError('CAMTAP_ERR_USAGE', { reason: `codec=${codecParam}: camtap converts to h264, h265 or mjpeg` });
     }
@@ -115,7 +115,8 @@ export class PipelineLiveSource implements LiveSource {
     const inputUrl = `${this.#internalBase()}${path}${inputQuery ? `?${inputQuery}` : ''}`;
     q.delete('speed');
     const key = `${path}?${q.toString()}|${target}`;
-    return this.#transcoding.acquire(key, { inputUrl, codec: target, key, camera: stored.camera });
+    // A replay paces through recording gaps: ffmpeg must not give up on a quiet input then.
+    return this.#transcoding.acquire(key, { inputUrl, codec: targetCodec!, key, camera: stored.camera, log: this.#log, inputTimeoutMs: live ? 30_000 : 0 });
   }
 
   /** The live feed of a camera (name or address) or stream id, attached to its stream state. */

@@ -27,7 +27,7 @@ function percentile(xs: number[], p: number): number {
 }
 
 async function startServe(t: Tap.Test, args: string[]): Promise<{ port: number; proc: ChildProcessWithoutNullStreams; log: () => string }> {
-  const proc = spawn(process.execPath, [CLI, 'serve', '--rtsp-port', '0', ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, CAMTAP_LOG_LEVEL: 'info' } });
+  const proc = spawn(process.execPath, [CLI, 'serve', '--rtsp-port', '0', '--http-port', '0', ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, CAMTAP_LOG_LEVEL: 'info' } });
   t.teardown(() => void proc.kill('SIGKILL'));
   let out = '';
   let err = '';

@@ -21,7 +21,7 @@ t.test('ffmpeg decodes every replayed stream over UDP and TCP with the manifest 
   const data = tempDir(t);
   t.equal((await camtap(['import', path.join(CAPTURES, 'netns_multi.pcap')], { data })).code, 0);
   const streams = await camtapJson<Array<StreamRecord & { replayUrl?: string }>>(['streams'], data);
-  const srv = spawn(process.execPath, [CLI, 'serve', '--data', data, '--rtsp-port', '0'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CAMTAP_LOG_LEVEL: 'warn' } });
+  const srv = spawn(process.execPath, [CLI, 'serve', '--data', data, '--rtsp-port', '0', '--http-port', '0'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CAMTAP_LOG_LEVEL: 'warn' } });
   t.teardown(() => void srv.kill('SIGKILL'));
   let outText = '';
   const port = await new Promise<number>((resolve, reject) => {
