@@ -17,6 +17,8 @@ import type { InterleavedLink } from './rtp-output.js';
 export interface ConnectionOptions {
   /** Outgoing bytes queued in user space before the client is dropped. */
   maxQueueBytes: number;
+  /** A send queue over the high-water mark that does not drain for this long drops the client (default {@link MAX_STALL_MS}). */
+  maxStallMs?: number;
   /** Unpaced senders wait for `drain` above this many queued bytes. */
   highWaterBytes: number;
   maxHeaderBytes: number;
@@ -32,6 +34,9 @@ export interface ConnectionOptions {
 let nextId = 1;
 
 /** Reason phrases of RFC 2326 §7.1.1 that serializeMessage does not know. */
+/** How long a client may leave its send queue over the high-water mark before it is dropped. */
+export const MAX_STALL_MS = 30_000;
+
 const REASONS: Record<number, string> = {
   413: 'Request Entity Too Large',
   451: 'Parameter Not Understood',
@@ -127,7 +132,16 @@ export class RtspConnection implements InterleavedLink {
   drained(): Promise<void> | null {
     if (this.closed || this.socket.writableLength < this.#opts.highWaterBytes) return null;
     this.#drain ??= new Promise<void>((resolve) => {
+      // A client that stops reading at speed=max is held here by back-pressure, so its
+      // queue never reaches maxQueueBytes; keepalives alone must not keep it forever.
+      const stall = setTimeout(() => {
+        this.droppedForQueue = true;
+        this.log.warn({ queued: this.socket.writableLength, stallMs: this.#opts.maxStallMs ?? MAX_STALL_MS }, 'client not reading: no drain, dropping it');
+        this.destroy();
+      }, this.#opts.maxStallMs ?? MAX_STALL_MS);
+      stall.unref();
       const done = () => {
+        clearTimeout(stall);
         this.socket.off('drain', done);
         this.socket.off('close', done);
         this.#drain = null;
