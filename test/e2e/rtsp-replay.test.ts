@@ -57,7 +57,8 @@ t.test('every camera of netns_multi, imported with the CLI, plays back over RTSP
     if (!prev || truth.packets > prev.truth.packets) byCamera.set(rec.camera, { rec, truth });
 
     for (const transport of ['udp', 'tcp'] as const) {
-      const r = await decode(`${base}/replay/${rec.id}?speed=max`, transport);
+      // UDP at 4x: without back-pressure a busy ffmpeg loses datagrams at max (8x) in its socket buffer.
+      const r = await decode(`${base}/replay/${rec.id}?speed=${transport === 'udp' ? 4 : 'max'}`, transport);
       const what = `${truth.decode!.codec} ${truth.transport}-captured ${truth.src} -> ${truth.dst} over ${transport}`;
       t.equal(r.code, 0, `${what}: ffmpeg exits 0`);
       t.same(r.errors, [], `${what}: no decoder error`);
