@@ -48,9 +48,10 @@ Commands:
                               before it); pick the stream with --stream ID, --camera, --dst, --codec, --url,
                               --ssrc, and the range with --start/--end (ISO 8601 or -10m, -30s, -2h);
                               --out - writes to standard output (mp4 there is fragmented)
-  serve                       serve recorded streams over RTSP (--rtsp-port, default 8554):
-                              rtsp://HOST:8554/replay/<camera or stream id>?start=&end=&speed=1|4|max;
-                              runs the configured taps too; with no config, serves the demo capture
+  serve                       serve streams over RTSP (--rtsp-port, default 8554) and the HTTP API
+                              (--http-port, default 8080, off): rtsp://HOST:8554/replay/<camera or stream id>
+                              ?start=&end=&speed=1|4|max&codec=h264|h265|mjpeg, and /live/<camera> for what
+                              the configured taps see now; with no config, serves the demo capture
   demo                        import the bundled demo capture and list its streams
 
 Options:
