@@ -65,6 +65,21 @@ export interface IngestFileOptions {
   onChunk?: (bytesRead: number, records: number) => void;
 }
 
+function segmentRecord(seg: SegmentInfo, ids: string[]): SegmentRecord {
+  return {
+    id: seg.id,
+    path: seg.path,
+    format: seg.format,
+    external: seg.external,
+    sealed: seg.sealed,
+    bytes: seg.bytes,
+    packets: seg.packets,
+    startNs: (seg.firstTsNs ?? 0n).toString(),
+    endNs: (seg.lastTsNs ?? 0n).toString(),
+    streams: ids,
+  };
+}
+
 export interface IngestDeps {
   log: Logger;
   store: SegmentStore;
@@ -160,18 +175,7 @@ export class Ingest {
   }
 
   #queueSegment(seg: SegmentInfo, ids: string[]): void {
-    const rec: SegmentRecord = {
-      id: seg.id,
-      path: seg.path,
-      format: seg.format,
-      external: seg.external,
-      sealed: seg.sealed,
-      bytes: seg.bytes,
-      packets: seg.packets,
-      startNs: (seg.firstTsNs ?? 0n).toString(),
-      endNs: (seg.lastTsNs ?? 0n).toString(),
-      streams: ids,
-    };
+    const rec = segmentRecord(seg, ids);
     this.#enqueue(() => this.#d.catalog.putSegments([rec]));
   }
 
@@ -200,9 +204,15 @@ export class Ingest {
     }
     this.#inFlight = true;
     const snap = this.#d.pipeline.snapshot(true);
+    // The open segment (and rotated ones not sealed yet) in the catalog, so a replay or
+    // export of what was captured seconds ago finds it; its seal overwrites the record
+    // later in this same queue.
+    const cur = this.#d.store.current();
+    const open = cur !== null && cur.firstTsNs !== null ? [cur] : [];
     const c = this.#d.catalog;
     this.#enqueue(async () => {
       try {
+        for (const seg of open) await c.putSegments([segmentRecord(seg, [])]);
         if (snap.streams.length) await c.putStreams(snap.streams);
         if (snap.sessions.length) await c.putSessions(snap.sessions.map((s) => structuredClone(s)));
         if (snap.transactions.length) await c.putTransactions(snap.transactions);

@@ -226,7 +226,8 @@ export async function planReplay(catalog: Catalog, selector: StreamSelector, now
   const sdp = planSdp(stream, session, sessions);
 
   const lookbackNs = BigInt(Math.max(0, Math.round(opts.keyframeLookbackMs ?? DEFAULT_LOOKBACK_MS))) * NS_PER_MS;
-  const segments = (await catalog.segmentsInRange(startNs - lookbackNs, endNs)).filter((g) => g.streams.includes(stream.id));
+  // An open segment lists its streams only when sealed: it may hold this one.
+  const segments = (await catalog.segmentsInRange(startNs - lookbackNs, endNs)).filter((g) => !g.sealed || g.streams.includes(stream.id));
   let lookbackSegments = 0;
   while (lookbackSegments < segments.length) {
     const g = segments[lookbackSegments]!;
