@@ -41,6 +41,16 @@ export const ERRORS = {
   CAMTAP_ERR_TOOL_MISSING: { message: '{tool} is needed to {purpose} but is not installed or not on PATH: {fix}', exit: 69, http: 503 },
   CAMTAP_ERR_TOOL_FAILED: { message: '{tool} failed ({status}) while {purpose}: {stderr}', exit: 70, http: 500 },
   CAMTAP_ERR_EXPORT_CODEC: { message: 'stream {stream}: codec {codec} cannot be exported as {format} ({reason})', exit: 65, http: 422 },
+  CAMTAP_ERR_UPSTREAM: { message: 'camera {url}: {reason}', exit: 69, http: 502 },
+  CAMTAP_ERR_UPSTREAM_REFUSED: { message: 'camera {url} refused {method}: {status} {reason}', exit: 69, http: 502 },
+  CAMTAP_ERR_CAMERA_API: { message: 'camera {camera}: {operation} failed: {reason}', exit: 69, http: 502 },
+  CAMTAP_ERR_CAMERA_AUTH: { message: 'camera {camera}: {operation}: credentials refused for user {user}', exit: 77, http: 502 },
+  CAMTAP_ERR_PROFILE_UNSUPPORTED: { message: 'camera {camera}: profile {profile} cannot {operation}: {reason}', exit: 69, http: 501 },
+  CAMTAP_ERR_HTTP_REQUEST: { message: 'http proxy: {peer}: bad request: {reason}', exit: 64, http: 400 },
+  CAMTAP_ERR_HTTP_TOO_LARGE: { message: 'http proxy: {peer}: {what} too large: {reason}', exit: 64, http: 413 },
+  CAMTAP_ERR_UPSTREAM_TIMEOUT: { message: 'camera {url}: no answer within {ms} ms', exit: 69, http: 504 },
+  CAMTAP_ERR_SECRET_KEY: { message: 'secret key ({source}): {reason}', exit: 78, http: 500 },
+  CAMTAP_ERR_SECRET: { message: 'sealed secret: {reason}', exit: 78, http: 500 },
   CAMTAP_ERR_INTERNAL: { message: 'internal error: {reason}', exit: 70, http: 500 },
 } as const satisfies Record<string, ErrorDef>;
 
