@@ -22,7 +22,9 @@ const BUILTINS = [
   '../tap-drivers/pcap-file/index.js',
   '../tap-drivers/libpcap/index.js',
   '../tap-drivers/tcpdump/index.js',
+  '../tap-drivers/inline/index.js',
   '../camera-profiles/generic-rtsp/index.js',
+  '../camera-profiles/onvif/index.js',
   '../plugins/vms-generic/index.js',
 ];
 

@@ -5,6 +5,7 @@
 export * from './frame.js';
 export * from './filter.js';
 export * from './plugin.js';
+export * from './camera-profile.js';
 export * from './logger.js';
 export * from './records.js';
 export { CamtapError, isCamtapError } from '../errors.js';

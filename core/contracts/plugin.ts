@@ -72,14 +72,9 @@ export interface FlowInfo {
   dport: number;
 }
 
-/** A camera vendor/family profile (camera-profiles/<name>). Later issues add redirect planning. */
-export interface CameraProfile {
-  meta: PluginMeta;
-  /** First hook: does this flow belong to a camera of this profile? Return a flow kind or null. */
-  match?(flow: FlowInfo, firstPayload: Buffer): 'rtsp' | 'http' | 'onvif' | 'rtp' | 'rtcp' | null;
-  /** Codec hints from an SDP media section (payload type -> codec) when the SDP is incomplete. */
-  streamHints?(sdp: string): Array<{ payloadType: number; codec: string; clockRate: number }>;
-}
+/** A camera vendor/family profile (camera-profiles/<name>): the full contract is in camera-profile.ts. */
+import type { CameraProfile } from './camera-profile.js';
+export type { CameraProfile };
 
 /** A VMS vendor plugin (plugins/vms-<name>). Later issues add probing and restore. */
 export interface VmsPlugin {
