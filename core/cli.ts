@@ -25,6 +25,11 @@ import { RtspServer } from './serve/rtsp-server.js';
 import { PipelineLiveSource } from './live/live-source.js';
 import { TranscodePool } from './live/transcode-pool.js';
 import { startHttpApi } from './api/http-server.js';
+import { RtspProxySource, redactUrl } from './inline/rtsp-proxy.js';
+import { HttpCameraProxy } from './inline/http-proxy.js';
+import { UpstreamSession } from './rtsp-client/upstream.js';
+import { InlineTap } from '../tap-drivers/inline/index.js';
+import type { InlineRecorder } from './contracts/inline.js';
 import type { StreamSelector } from './query/types.js';
 import type { CameraRecord, SessionRecord, StreamRecord, VmsRecord } from './contracts/records.js';
 
@@ -386,7 +391,10 @@ async function cmdCapture(g: Globals, tapNames: string[] | null, duration: numbe
 
 function selectorFrom(values: Record<string, unknown>): StreamSelector {
   const sel: StreamSelector = {};
-  const str = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
+  const str = (k: string) => {
+    const v = values[k];
+    return typeof v === 'string' ? v : Array.isArray(v) && typeof v.at(-1) === 'string' ? (v.at(-1) as string) : undefined;
+  };
   if (str('stream')) sel.id = str('stream');
   if (str('camera')) sel.camera = str('camera');
   if (str('dst')) sel.dst = str('dst');
@@ -447,36 +455,34 @@ async function cmdExport(g: Globals, values: Record<string, unknown>): Promise<n
   });
 }
 
-async function cmdServe(g: Globals, rtspPort: number | null, httpPort: number | null | 'off', configFile: string | null): Promise<number> {
+async function cmdServe(g: Globals, rtspPort: number | null, httpPort: number | null | 'off', configFile: string | null, cameraFlags: string[]): Promise<number> {
   const config = g.config;
   if (rtspPort !== null) config.serve.rtspPort = rtspPort;
   if (httpPort === 'off') config.serve.httpPort = null;
   else if (httpPort !== null) config.serve.httpPort = httpPort;
+  for (const f of cameraFlags) config.cameras.push(cameraFlag(f));
+  const proxied = () => config.cameras.filter((k) => k.url).map((k) => ({ name: k.name, address: k.address, url: k.url!, transport: k.transport }));
+  const gateway = proxied().length > 0;
   // No config at all and nothing recorded yet: serve the bundled demo capture.
-  if (!configFile && config.taps.length === 0) {
+  if (!configFile && config.taps.length === 0 && !gateway) {
     const probe = await withCamtap(g, async (c) => (await c.cradle.catalog.listStreams()).length);
     if (probe === 0) await cmdImport({ ...g, json: false }, [demoCapture()], true);
   }
   const capturing = config.taps.some((t) => t.enabled);
+  const recording = capturing || gateway;
   return withCamtap(
     g,
     async (c) => {
       const { catalog, indexDir, log, pipeline, ingest, store, plugins } = c.cradle;
-      let port = config.serve.rtspPort;
-      const transcoding = new TranscodePool({ log });
-      const live = new PipelineLiveSource({ pipeline: capturing ? pipeline : null, catalog, transcoding, internalBase: () => `rtsp://${internalHost(config.serve.host)}:${port}`, log });
-      const server = new RtspServer({ source: new CatalogReplaySource({ catalog, indexDir }), live, port: config.serve.rtspPort, host: config.serve.host, log: log.child({ component: 'rtsp' }) });
-      ({ port } = await server.listen());
-      config.serve.rtspPort = port;
-      const base = rtspBase(config);
-      const http = config.serve.httpPort === null ? null : await startHttpApi({ catalog, indexDir, log, rtspBase: () => base, port: config.serve.httpPort, host: config.serve.host });
       const ac = new AbortController();
       const stop = () => ac.abort();
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
+      // Taps first: the inline gateway records through the inline tap.
       let runner: TapRunner | null = null;
       let tick: NodeJS.Timeout | null = null;
-      if (capturing) {
+      let recorder: InlineRecorder | null = null;
+      if (recording) {
         pipeline.restoreStreams(await catalog.listStreams());
         pipeline.restoreInventory(await catalog.listCameras(), await catalog.listVms());
         const resolve = inventoryResolver(config, { cameras: await catalog.listCameras(), vms: await catalog.listVms() });
@@ -485,25 +491,83 @@ async function cmdServe(g: Globals, rtspPort: number | null, httpPort: number | 
           store.flush();
           ingest.checkpoint();
         }, 1000);
-        runner.start(await tapConfigs(c, null), ac.signal);
+        const taps = await tapConfigs(c, null);
+        const inlineName = taps.find((t) => t.driver === 'inline')?.name ?? 'inline';
+        if (gateway && !taps.some((t) => t.driver === 'inline')) taps.push({ id: await catalog.tapId(inlineName), name: inlineName, driver: 'inline', filter: {}, options: { dataDir: config.dataDir } });
+        runner.start(taps, ac.signal);
+        const inline = runner.tap(inlineName);
+        recorder = inline instanceof InlineTap ? inline.recorder : null;
       }
+      let port = config.serve.rtspPort;
+      const proxy = gateway
+        ? new RtspProxySource({
+            cameras: proxied,
+            transparent: config.serve.transparent,
+            log,
+            start: (o) => new UpstreamSession({ ...o, log, recorder, ...(config.serve.maxReconnects === null ? {} : { maxReconnects: config.serve.maxReconnects }) }),
+          })
+        : null;
+      const transcoding = new TranscodePool({ log });
+      const live = new PipelineLiveSource({ pipeline: recording ? pipeline : null, catalog, transcoding, proxy, internalBase: () => `rtsp://${internalHost(config.serve.host)}:${port}`, log });
+      const server = new RtspServer({
+        source: new CatalogReplaySource({ catalog, indexDir }),
+        live,
+        recordFor: (p) => (recorder && proxy?.proxies(p) ? recorder : null),
+        port: config.serve.rtspPort,
+        host: config.serve.host,
+        log: log.child({ component: 'rtsp' }),
+      });
+      ({ port } = await server.listen());
+      config.serve.rtspPort = port;
+      const base = rtspBase(config);
+      // The camera HTTP/ONVIF proxy: /cam/<name>/... on the API port, and a port of its own per camera with onvifPort.
+      let httpPortNow = config.serve.httpPort ?? 0;
+      const httpProxy =
+        config.cameras.length && config.serve.httpPort !== null
+          ? new HttpCameraProxy({
+              cameras: () => config.cameras.map((k) => ({ alias: k.name, http: k.http ?? `http://${k.address.includes(':') ? `[${k.address}]` : k.address}` })),
+              rtspBase: () => base,
+              httpBase: () => config.serve.httpPublicUrl ?? `http://${internalHost(config.serve.host)}:${httpPortNow}`,
+              recorder,
+              log,
+            })
+          : null;
+      const http = config.serve.httpPort === null ? null : await startHttpApi({ catalog, indexDir, log, rtspBase: () => base, port: config.serve.httpPort, host: config.serve.host, front: httpProxy ? (q, r) => httpProxy.handle(q, r) : null });
+      if (http) httpPortNow = http.port;
+      for (const k of config.cameras) if (httpProxy && k.onvifPort) await httpProxy.listen(k.onvifPort, config.serve.host, { alias: k.name });
       const streams = (await catalog.listStreams()).filter((s) => s.direction !== 'client->server');
       out(`camtap serving RTSP on port ${port}${http ? `, HTTP API on port ${http.port}` : ''}${capturing ? `, capturing with ${config.taps.length} tap(s)` : ''}`);
+      for (const k of proxied()) out(`  ${base}/${encodeURIComponent(k.name)}   proxies ${redactUrl(k.url)} (${k.transport} to the camera)`);
+      if (httpProxy && http) for (const k of config.cameras) out(`  http://${internalHost(config.serve.host)}:${http.port}/cam/${encodeURIComponent(k.name)}/   proxies ${k.http ?? `http://${k.address}`}${k.onvifPort ? ` (and port ${k.onvifPort})` : ''}`);
       for (const s of streams) out(`  ${replayUrl(base, s.id)}   ${s.camera} -> ${s.dst} ${s.codec ?? ''}`);
       const cams = [...new Set(streams.map((s) => s.camera))];
       if (cams.length) out(`  by camera: ${cams.map((k) => `${base}/replay/${encodeURIComponent(k)}`).join('  ')}`);
       await new Promise((r) => ac.signal.addEventListener('abort', r));
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
-      if (tick) clearInterval(tick);
-      await runner?.stop();
       await http?.close();
+      await httpProxy?.close();
       await server.close();
       await live.close();
+      if (tick) clearInterval(tick);
+      await runner?.stop();
       return 0;
     },
-    capturing ? 'write' : 'read',
+    recording ? 'write' : 'read',
   );
+}
+
+/** `--camera NAME=rtsp://[user:pass@]host[:port]/path`: a camera to proxy without a config file. */
+function cameraFlag(v: string): Config['cameras'][number] {
+  const m = /^([^=\s]+)=(rtsps?:\/\/.+)$/i.exec(v);
+  let host = '';
+  try {
+    host = m ? new URL(m[2]!).hostname.replace(/^\[|\]$/g, '') : '';
+  } catch {
+    host = '';
+  }
+  if (!m || !host) throw new CamtapError('CAMTAP_ERR_USAGE', { reason: `--camera ${redactUrl(v)}: expected NAME=rtsp://host[:port]/path` });
+  return { name: m[1]!, address: host, url: m[2]!, transport: 'tcp' };
 }
 
 /** A `--*-port` value: 0..65535 (0 picks a free port), or a usage error naming the flag. */
@@ -540,7 +604,8 @@ export async function main(argv: string[]): Promise<number> {
       format: { type: 'string' },
       out: { type: 'string', short: 'o' },
       stream: { type: 'string' },
-      camera: { type: 'string' },
+      // A selector for export (the last one counts); NAME=URL cameras to proxy for serve.
+      camera: { type: 'string', multiple: true },
       dst: { type: 'string' },
       codec: { type: 'string' },
       url: { type: 'string' },
@@ -578,7 +643,7 @@ export async function main(argv: string[]): Promise<number> {
     case 'export':
       return cmdExport(g, values);
     case 'serve':
-      return cmdServe(g, portFlag('rtsp-port', values['rtsp-port']), values['http-port'] === 'off' ? 'off' : portFlag('http-port', values['http-port']), values.config ?? process.env.CAMTAP_CONFIG ?? null);
+      return cmdServe(g, portFlag('rtsp-port', values['rtsp-port']), values['http-port'] === 'off' ? 'off' : portFlag('http-port', values['http-port']), values.config ?? process.env.CAMTAP_CONFIG ?? null, (values.camera as string[] | undefined) ?? []);
     case 'capture':
       return cmdCapture(g, values.tap ?? null, values.duration ? Number(values.duration) : null);
     case 'demo': {

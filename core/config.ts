@@ -38,7 +38,14 @@ const cameraSchema = z
   .object({
     name: z.string().min(1),
     address: z.string().min(1),
+    /** The camera's RTSP URL (may carry user:password@): `rtsp://camtap/<name>` proxies it (inline gateway). */
     url: z.string().optional(),
+    /** Lower transport camtap uses toward the camera when it proxies it (the VMS leg negotiates its own). */
+    transport: z.enum(['udp', 'tcp']).default('tcp'),
+    /** Base URL of the camera's HTTP/ONVIF API for the HTTP proxy (`/cam/<name>/...`); default http://<address>. */
+    http: z.string().optional(),
+    /** Also serve this camera's HTTP/ONVIF API at the root of its own camtap port (VMSs that take only host:port for ONVIF, HTTP Digest). */
+    onvifPort: z.number().int().min(1).max(65535).optional(),
     profile: z.string().optional(),
   })
   .strict();
@@ -101,9 +108,15 @@ export const configSchema = z
         host: z.string().default('0.0.0.0'),
         /** How clients reach the RTSP server (for `replayUrl`), e.g. rtsp://camtap.example:8554. Default rtsp://127.0.0.1:<rtspPort>. */
         publicUrl: z.string().nullable().default(null),
+        /** How VMSs reach camtap's HTTP port (rewritten ONVIF XAddrs, snapshot URIs); default http://<host>:<httpPort>. */
+        httpPublicUrl: z.string().nullable().default(null),
+        /** Inline gateway: also proxy requests whose URL names a camera's own address (traffic redirected to camtap). */
+        transparent: z.boolean().default(false),
+        /** Inline gateway: camera reconnects before the VMS sessions of a lost camera end (null: retry forever). */
+        maxReconnects: z.number().int().min(0).nullable().default(null),
       })
       .strict()
-      .default({ rtspPort: 8554, httpPort: 8080, host: '0.0.0.0', publicUrl: null }),
+      .default({ rtspPort: 8554, httpPort: 8080, host: '0.0.0.0', publicUrl: null, httpPublicUrl: null, transparent: false, maxReconnects: null }),
     taps: z.array(tapSchema).default([]),
     cameras: z.array(cameraSchema).default([]),
     vms: z.array(vmsSchema).default([]),

@@ -18,6 +18,7 @@
  * a misspelt filter must not quietly return every stream. There is no authentication
  * yet: {@link startHttpApi} listens on 127.0.0.1 unless told otherwise.
  */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Catalog } from '../catalog/catalog.js';
 import type { Logger } from '../contracts/logger.js';
@@ -33,6 +34,8 @@ export interface HttpApiDeps {
   log: Logger;
   /** Base of camtap's RTSP URLs (e.g. `rtsp://127.0.0.1:8554`), read per request. */
   rtspBase: () => string;
+  /** Sees every request first; true when it handled it (the camera HTTP/ONVIF proxy). */
+  front?: ((req: IncomingMessage, res: ServerResponse) => boolean) | null;
 }
 
 export interface HttpApiOptions extends HttpApiDeps {
@@ -52,8 +55,12 @@ export interface RunningHttpApi {
 /** The API with its routes registered, not listening (tests use `app.inject()`). */
 export function createHttpApi(deps: HttpApiDeps): FastifyInstance {
   const log = deps.log.child({ component: 'http-api' });
+  const front = deps.front;
   const app = Fastify({
     logger: false,
+    // Requests another handler takes (the inline gateway's camera HTTP/ONVIF proxy at
+    // /cam/<alias>/...) never reach fastify: they are proxied byte for byte, not parsed.
+    ...(front ? { serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void) => createServer((req, res) => (front(req, res) ? undefined : handler(req, res))) } : {}),
     // A download may run for long: close() must not wait for it.
     forceCloseConnections: true,
     return503OnClosing: true,

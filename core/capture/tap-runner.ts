@@ -162,6 +162,11 @@ export class TapRunner {
     await this.settled();
   }
 
+  /** The running tap of that name (the inline gateway takes the inline tap's recorder from it). */
+  tap(name: string): Tap | undefined {
+    return this.#running.find((r) => r.cfg.name === name)?.tap;
+  }
+
   failed(): Array<{ name: string; error: Error }> {
     return this.#running.filter((r) => r.error).map((r) => ({ name: r.cfg.name, error: r.error! }));
   }

@@ -15,6 +15,12 @@ export interface LivePacket {
   tsNs: bigint;
   /** It starts a keyframe (H.264 IDR / SPS, H.265 IRAP / VPS, every JPEG frame). */
   keyframe: boolean;
+  /**
+   * The source restarted before this packet (a camera session reconnected): its sequence
+   * numbers, timestamps and SSRC are unrelated to the packets before. Subscribers re-base
+   * and wait for a keyframe.
+   */
+  discontinuity?: boolean;
 }
 
 export interface LiveSubscriber {

@@ -53,6 +53,8 @@ export class LivePlayer implements LiveSubscriber {
   /** Output timestamp = feed timestamp + this (set once, on the first packet: time keeps running while paused). */
   #tsOffset: number | null = null;
   readonly #tsBase: number;
+  /** After a discontinuity: the output timestamp the new source's first packet gets. */
+  #tsResume: number | null = null;
   #lastSent: { tsNs: bigint; timestamp: number } | null = null;
   #octets = 0;
   #lastSr = Number.NEGATIVE_INFINITY;
@@ -141,6 +143,14 @@ export class LivePlayer implements LiveSubscriber {
     const rtp = p.rtp;
     const len = rtp.length;
     if (len < 12) return;
+    if (p.discontinuity) {
+      // A new source behind the feed: continue our numbering from where it stopped, a
+      // frame's worth of time later, from its first keyframe.
+      this.#needKey = this.#gated;
+      this.#seqOffset = null;
+      this.#tsOffset = null;
+      this.#tsResume = this.#lastSent ? (this.#lastSent.timestamp + 3000) >>> 0 : null;
+    }
     if (out.congested()) {
       const now = performance.now();
       if (this.#thinSince < 0) {
@@ -169,7 +179,7 @@ export class LivePlayer implements LiveSubscriber {
     // Offsets keep the feed's own order and gaps (real loss stays visible to the
     // client); a new offset after a pause or thinning makes the output continuous.
     if (this.#seqOffset === null) this.#seqOffset = (this.#nextSeq - inSeq) & 0xffff;
-    if (this.#tsOffset === null) this.#tsOffset = (this.#tsBase - inTs) >>> 0;
+    if (this.#tsOffset === null) this.#tsOffset = ((this.#tsResume ?? this.#tsBase) - inTs) >>> 0;
     const seq = (inSeq + this.#seqOffset) & 0xffff;
     const ts = (inTs + this.#tsOffset) >>> 0;
     const b = this.#scratch;

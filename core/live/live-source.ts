@@ -42,7 +42,13 @@ export interface LiveSource {
    * is an ordinary replay (a `/replay/` path without a codec change). Throws CamtapError
    * CAMTAP_ERR_NOT_FOUND when nothing live matches, CAMTAP_ERR_USAGE for a bad codec.
    */
-  resolve(path: string, query: URLSearchParams): Promise<LiveFeed | null>;
+  resolve(path: string, query: URLSearchParams, host?: string): Promise<LiveFeed | null>;
+  close(): Promise<void>;
+}
+
+/** Feeds other than the pipeline's and transcoders': the inline gateway's proxied cameras (core/inline/rtsp-proxy.ts). */
+export interface ProxyFeeds {
+  resolve(path: string, query: URLSearchParams, host?: string): Promise<LiveFeed | null>;
   close(): Promise<void>;
 }
 
@@ -59,6 +65,7 @@ export class PipelineLiveSource implements LiveSource {
   readonly #pipeline: CapturePipeline | null;
   readonly #catalog: Catalog;
   readonly #transcoding: Transcoding | null;
+  readonly #proxy: ProxyFeeds | null;
   readonly #internalBase: () => string;
   readonly #log: Logger;
   readonly #channels = new Map<string, { ch: LiveChannel; state: RtpStreamState | null; idleSince: number }>();
@@ -69,6 +76,8 @@ export class PipelineLiveSource implements LiveSource {
     pipeline: CapturePipeline | null;
     catalog: Catalog;
     transcoding?: Transcoding | null;
+    /** Proxied cameras (`/<alias>/...`), asked first for paths that are not /live/ or /replay/. */
+    proxy?: ProxyFeeds | null;
     /** `rtsp://127.0.0.1:<port>` of this server, which a transcoder pulls its input from. */
     internalBase: () => string;
     log?: Logger;
@@ -76,6 +85,7 @@ export class PipelineLiveSource implements LiveSource {
     this.#pipeline = deps.pipeline;
     this.#catalog = deps.catalog;
     this.#transcoding = deps.transcoding ?? null;
+    this.#proxy = deps.proxy ?? null;
     this.#internalBase = deps.internalBase;
     this.#log = (deps.log ?? silentLogger).child({ component: 'live' });
     this.#sweep = setInterval(() => this.#sweepChannels(), SWEEP_MS);
@@ -87,9 +97,13 @@ export class PipelineLiveSource implements LiveSource {
     return this.#channels.size;
   }
 
-  async resolve(path: string, query: URLSearchParams): Promise<LiveFeed | null> {
+  async resolve(path: string, query: URLSearchParams, host?: string): Promise<LiveFeed | null> {
     const live = /^\/live\/([^/?]+)\/?$/.exec(path);
     const replay = /^\/replay\/([^/?]+)\/?$/.exec(path);
+    if (!live && !replay && this.#proxy) {
+      const feed = await this.#proxy.resolve(path, query, host);
+      if (feed) return feed;
+    }
     const codecParam = query.get('codec');
     const targetCodec = codecParam ? parseTargetCodec(codecParam) : null;
     const target = targetCodec ? ENCODING[targetCodec] : undefined;
@@ -204,5 +218,6 @@ export class PipelineLiveSource implements LiveSource {
     }
     this.#channels.clear();
     await this.#transcoding?.close();
+    await this.#proxy?.close();
   }
 }

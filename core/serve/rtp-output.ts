@@ -12,6 +12,7 @@
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import type { Endpoint, InlineRecorder } from '../contracts/inline.js';
 import type { Logger } from '../contracts/logger.js';
 import { formatTransport } from '../wire/rtsp-transport.js';
 
@@ -209,6 +210,7 @@ export class UdpOutput implements MediaOutput {
   #closed = false;
   /** Send errors (ICMP port unreachable on a connected socket, ...): counted, not fatal. */
   errors = 0;
+  #record: { rec: InlineRecorder; rtp: [Endpoint, Endpoint]; rtcp: [Endpoint, Endpoint] } | null = null;
 
   private constructor(rtp: UdpSocket, rtcp: UdpSocket, clientPorts: [number, number], onActivity: () => void, log: Logger) {
     this.#rtp = rtp;
@@ -233,6 +235,8 @@ export class UdpOutput implements MediaOutput {
     clientPorts: [number, number];
     onActivity: () => void;
     log: Logger;
+    /** Records every datagram sent (the inline tap, for a VMS of a proxied camera). */
+    recorder?: InlineRecorder | null;
   }): Promise<UdpOutput> {
     const [rtp, rtcp] = await bindUdpPair(plainAddress(opts.localHost));
     try {
@@ -244,7 +248,13 @@ export class UdpOutput implements MediaOutput {
       rtcp.close();
       throw e;
     }
-    return new UdpOutput(rtp, rtcp, opts.clientPorts, opts.onActivity, opts.log);
+    const out = new UdpOutput(rtp, rtcp, opts.clientPorts, opts.onActivity, opts.log);
+    if (opts.recorder) {
+      const peer = plainAddress(opts.peerHost);
+      const local = plainAddress(opts.localHost);
+      out.#record = { rec: opts.recorder, rtp: [{ ip: local, port: out.serverPorts[0] }, { ip: peer, port: opts.clientPorts[0] }], rtcp: [{ ip: local, port: out.serverPorts[1] }, { ip: peer, port: opts.clientPorts[1] }] };
+    }
+    return out;
   }
 
   get closed(): boolean {
@@ -256,10 +266,14 @@ export class UdpOutput implements MediaOutput {
   }
 
   sendRtp(packet: Buffer): boolean {
+    const r = this.#record;
+    if (r !== null && !this.#closed) r.rec.udp(r.rtp[0], r.rtp[1], packet);
     return this.#send(this.#rtp, packet);
   }
 
   sendRtcp(packet: Buffer): boolean {
+    const r = this.#record;
+    if (r !== null && !this.#closed) r.rec.udp(r.rtcp[0], r.rtcp[1], packet);
     return this.#send(this.#rtcp, packet);
   }
 

@@ -10,6 +10,7 @@
  * and a DESCRIBE may wait on the catalog).
  */
 import type { Socket } from 'node:net';
+import type { TcpRecording } from '../contracts/inline.js';
 import type { Logger } from '../contracts/logger.js';
 import { MessageStreamParser, serializeMessage, type WireMessage } from '../wire/rtsp-message.js';
 import type { InterleavedLink } from './rtp-output.js';
@@ -54,6 +55,7 @@ export class RtspConnection implements InterleavedLink {
   readonly remoteAddress: string;
   readonly remotePort: number;
   readonly localAddress: string;
+  readonly localPort: number;
   /** performance.now() of the last byte received. */
   lastActivity = performance.now();
   /** When set, the first request is answered with this status and the connection closed (over the client limit). */
@@ -69,6 +71,8 @@ export class RtspConnection implements InterleavedLink {
   #drain: Promise<void> | null = null;
   /** Bytes dropped for a full queue, for the log. */
   droppedForQueue = false;
+  /** The inline tap's recording of this connection (a VMS talking to a proxied camera), once started. */
+  #rec: TcpRecording | null = null;
 
   constructor(socket: Socket, opts: ConnectionOptions) {
     this.socket = socket;
@@ -76,6 +80,7 @@ export class RtspConnection implements InterleavedLink {
     this.remoteAddress = socket.remoteAddress ?? '';
     this.remotePort = socket.remotePort ?? 0;
     this.localAddress = socket.localAddress ?? '';
+    this.localPort = socket.localPort ?? 0;
     this.log = opts.log.child({ conn: this.id, peer: `${this.remoteAddress}:${this.remotePort}` });
     this.#parser = new MessageStreamParser(
       {
@@ -91,6 +96,7 @@ export class RtspConnection implements InterleavedLink {
     socket.setKeepAlive(true, 30_000);
     socket.on('data', (chunk: Buffer) => {
       this.lastActivity = performance.now();
+      this.#rec?.fromClient(chunk);
       if (!this.#deaf) this.#parser.push(chunk, null);
     });
     socket.on('error', (e) => this.log.debug({ err: e.message }, 'socket error'));
@@ -122,7 +128,24 @@ export class RtspConnection implements InterleavedLink {
       return false;
     }
     this.socket.write(data);
+    this.#rec?.fromServer(data);
     return true;
+  }
+
+  /** Whether the connection is being recorded (see {@link record}). */
+  get recording(): boolean {
+    return this.#rec !== null;
+  }
+
+  /**
+   * Records the rest of the connection through the inline tap: from the request being
+   * handled (`current`, re-serialized: its bytes were read before the recording began)
+   * on, every byte each way.
+   */
+  record(rec: TcpRecording, current: WireMessage): void {
+    if (this.#rec || this.#closed) return;
+    this.#rec = rec;
+    rec.fromClient(serializeMessage({ ...current, method: current.method ?? undefined, url: current.url ?? undefined, status: current.status ?? undefined, reason: current.reason ?? undefined }));
   }
 
   writeFrame(frame: Buffer): boolean {
@@ -205,6 +228,7 @@ export class RtspConnection implements InterleavedLink {
     if (this.#closed) return;
     this.#closed = true;
     this.#deaf = true;
+    this.#rec?.close();
     this.#opts.onClose(this);
   }
 }

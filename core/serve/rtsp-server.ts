@@ -28,6 +28,7 @@ import { silentLogger } from '../logger.js';
 import type { ReplayPacket, ReplayPlan } from '../query/types.js';
 import type { WireMessage } from '../wire/rtsp-message.js';
 import { parseTransport, type TransportSpec } from '../wire/rtsp-transport.js';
+import type { InlineRecorder } from '../contracts/inline.js';
 import type { LiveFeed } from '../live/channel.js';
 import type { LiveSource } from '../live/live-source.js';
 import { liveSdp, replaySdp } from './replay-sdp.js';
@@ -56,6 +57,12 @@ export interface RtspServerOptions {
   source: ReplaySource;
   /** Live feeds (`/live/...`, `?codec=` conversions); without it those requests get 404. */
   live?: LiveSource | null;
+  /**
+   * The inline tap's recorder for a request path, or null: connections of VMSs watching a
+   * proxied camera are recorded (the RTSP dialog and the media as sent), so the recording
+   * equals what the VMS received.
+   */
+  recordFor?: ((path: string) => InlineRecorder | null) | null;
   /** TCP port; 0 picks a free one (see `listen()`'s answer). */
   port: number;
   /** Listen address (default all interfaces). */
@@ -196,6 +203,8 @@ function formatSpeed(s: number): string {
 export class RtspServer {
   readonly #source: ReplaySource;
   readonly #live: LiveSource | null;
+  readonly #recordFor: ((path: string) => InlineRecorder | null) | null;
+  readonly #recorders = new WeakMap<RtspConnection, InlineRecorder>();
   readonly #port: number;
   readonly #host: string | undefined;
   readonly #log: Logger;
@@ -219,6 +228,7 @@ export class RtspServer {
   constructor(opts: RtspServerOptions) {
     this.#source = opts.source;
     this.#live = opts.live ?? null;
+    this.#recordFor = opts.recordFor ?? null;
     this.#port = opts.port;
     this.#host = opts.host;
     this.#log = (opts.log ?? silentLogger).child({ component: 'rtsp-server' });
@@ -376,6 +386,7 @@ export class RtspServer {
         if (unsupported.length) throw new Reply(551, 'option not supported', [['Unsupported', unsupported.join(', ')]]);
       }
       log.debug({ url: req.url }, 'request');
+      if (this.#recordFor && !conn.recording && req.url) this.#maybeRecord(conn, req);
       switch (req.method) {
         case 'OPTIONS':
           return this.#options(conn, req);
@@ -411,6 +422,15 @@ export class RtspServer {
       else log.debug({ status, err: msg }, 'request refused');
       conn.respond(status, this.#common(cseq));
     }
+  }
+
+  /** Starts recording the connection when its request names a proxied camera (see RtspServerOptions.recordFor). */
+  #maybeRecord(conn: RtspConnection, req: WireMessage): void {
+    const t = presentationOf(req.url!);
+    const rec = t ? this.#recordFor!(t.presentation.path) : null;
+    if (!rec) return;
+    this.#recorders.set(conn, rec);
+    conn.record(rec.tcp({ ip: plainAddress(conn.remoteAddress), port: conn.remotePort }, { ip: plainAddress(conn.localAddress), port: conn.localPort }), req);
   }
 
   #common(cseq: number | null): Array<[string, string]> {
@@ -478,7 +498,7 @@ export class RtspServer {
       if (hit === null || !hit.ended) return hit;
     }
     let feed: LiveFeed | null;
-    if (this.#live) feed = await this.#live.resolve(p.path, new URLSearchParams(p.query));
+    if (this.#live) feed = await this.#live.resolve(p.path, new URLSearchParams(p.query), new URL(p.base).host);
     else if (/^\/live\//.test(p.path) || p.query.has('codec')) throw new Reply(404, 'live access is not configured');
     else feed = null;
     let c = this.#feeds.get(conn);
@@ -541,6 +561,7 @@ export class RtspServer {
           clientPorts: choice.clientPorts,
           onActivity: () => holder.s?.touch(),
           log: conn.log,
+          recorder: this.#recorders.get(conn) ?? null,
         });
       } catch (e) {
         throw new Reply(503, `cannot open UDP ports: ${e instanceof Error ? e.message : String(e)}`);

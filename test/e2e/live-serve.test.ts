@@ -9,11 +9,11 @@
  * fan-out, output), reported, not asserted (no timed tests).
  */
 import t from 'tap';
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CLI, tempDir } from '../helpers/camtap.js';
+import { tempDir } from '../helpers/camtap.js';
+import { startServe } from '../helpers/serve.js';
 import { freePort, have, run, startCamera, startVms } from '../helpers/peers.js';
 import { RawRtsp, sessionOf } from '../core/serve/raw-rtsp.js';
 import { ntpToUnixMs } from '../../core/wire/rtcp.js';
@@ -24,24 +24,6 @@ const skip = missing.length ? `needs ${missing.join(', ')} (scripts/install-deps
 function percentile(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
-}
-
-async function startServe(t: Tap.Test, args: string[]): Promise<{ port: number; proc: ChildProcessWithoutNullStreams; log: () => string }> {
-  const proc = spawn(process.execPath, [CLI, 'serve', '--rtsp-port', '0', '--http-port', '0', ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, CAMTAP_LOG_LEVEL: 'info' } });
-  t.teardown(() => void proc.kill('SIGKILL'));
-  let out = '';
-  let err = '';
-  proc.stderr.on('data', (d) => (err += d));
-  const port = await new Promise<number>((resolve, reject) => {
-    proc.stdout.on('data', (d) => {
-      out += d;
-      const m = /serving RTSP on port (\d+)/.exec(out);
-      if (m) resolve(Number(m[1]));
-    });
-    proc.on('exit', (c) => reject(new Error(`serve exited ${c}: ${err}`)));
-  });
-  for (let i = 0; i < 300 && !/libpcap capture started/.test(err); i++) await sleep(100);
-  return { port, proc, log: () => err };
 }
 
 t.test('a live camera is served at /live/<camera> while the VMS streams, decodable over TCP and UDP, delay measured', { skip }, async (t) => {
@@ -67,13 +49,14 @@ t.test('a live camera is served at /live/<camera> while the VMS streams, decodab
     ].join('\n'),
   );
   const serve = await startServe(t, ['--config', cfg, '--data', path.join(dir, 'data')]);
+  for (let i = 0; i < 300 && !/libpcap capture started/.test(serve.log()); i++) await sleep(100);
   t.match(serve.log(), /libpcap capture started/, 'the tap opened');
   const vms = startVms({ url: cam.url, transport: 'udp', seconds: 30 });
   t.teardown(() => vms.stop('SIGKILL'));
-  const base = `rtsp://127.0.0.1:${serve.port}`;
+  const base = `rtsp://127.0.0.1:${serve.rtsp}`;
 
   // The stream is live once the tap has seen the VMS's session and its first packets.
-  const c = await RawRtsp.connect(serve.port);
+  const c = await RawRtsp.connect(serve.rtsp);
   t.teardown(() => c.close());
   let desc = null;
   for (let i = 0; i < 100; i++) {
@@ -138,7 +121,7 @@ t.test('a live camera is served at /live/<camera> while the VMS streams, decodab
   t.comment(`live delay behind the camera over ${delays.length} packets: p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${Math.max(...delays).toFixed(1)} ms`);
   t.ok(Number.isFinite(p50) && p50 > -50, 'packets arrive after their capture (the SR maps RTP time to capture time)');
 
-  const none = await RawRtsp.connect(serve.port);
+  const none = await RawRtsp.connect(serve.rtsp);
   t.teardown(() => none.close());
   t.equal((await none.request('DESCRIBE', `${base}/live/no-such-camera`))?.status, 404, 'an unknown camera is 404');
   await vms.stop('SIGINT');

@@ -5,11 +5,11 @@
  * and hands out a stream's pcap, which tshark reads back with exactly the manifest's packets.
  */
 import t from 'tap';
-import { spawn } from 'node:child_process';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CAPTURES, CLI, camtap, camtapJson, tempDir } from '../helpers/camtap.js';
+import { CAPTURES, camtap, camtapJson, tempDir } from '../helpers/camtap.js';
+import { startServe } from '../helpers/serve.js';
 import { have, run } from '../helpers/peers.js';
 import type { StreamRecord } from '../../core/contracts/records.js';
 
@@ -42,17 +42,9 @@ t.test('serve: ?codec=h264 transcodes through one shared ffmpeg; the HTTP API se
   const stream = streams.find((s) => s.src === mjpeg.src && s.dst === mjpeg.dst)!;
   t.equal(stream.codec, 'JPEG');
 
-  const srv = spawn(process.execPath, [CLI, 'serve', '--data', data, '--rtsp-port', '0', '--http-port', '0'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CAMTAP_LOG_LEVEL: 'warn' } });
-  t.teardown(() => void srv.kill('SIGKILL'));
-  let text = '';
-  const ports = await new Promise<{ rtsp: number; http: number }>((resolve, reject) => {
-    srv.stdout.on('data', (d) => {
-      text += d;
-      const m = /serving RTSP on port (\d+), HTTP API on port (\d+)/.exec(text);
-      if (m) resolve({ rtsp: Number(m[1]), http: Number(m[2]) });
-    });
-    srv.on('exit', (c) => reject(new Error(`serve exited ${c}`)));
-  });
+  const serve = await startServe(t, ['--data', data], { logLevel: 'warn' });
+  const srv = serve.proc;
+  const ports = { rtsp: serve.rtsp, http: serve.http! };
 
   // Two H.264-only clients of the same request at once: one transcoder.
   const url = `rtsp://127.0.0.1:${ports.rtsp}/replay/${stream.id}?codec=h264&speed=2`;

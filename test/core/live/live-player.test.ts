@@ -180,3 +180,17 @@ t.test('a channel isolates subscribers: one that throws is removed, the rest sti
   t.equal(idle, 1, 'the last subscriber leaving makes the channel idle');
   t.equal(ch.subscribers, 0);
 });
+
+t.test('a discontinuity (the camera session reconnected) re-bases numbering and waits for a keyframe', async (t) => {
+  const ch = channel();
+  const out = new Out();
+  player(ch, out, []).start();
+  ch.publish(pkt(100, 1000, 5));
+  ch.publish(pkt(101, 4000, 1));
+  ch.publish({ ...pkt(7, 90_000_000, 1), discontinuity: true }); // new source, mid-GOP: dropped
+  ch.publish(pkt(8, 90_003_000, 5));
+  ch.publish(pkt(9, 90_006_000, 1));
+  t.same(out.rtp.map((b) => b.readUInt16BE(2)), [1000, 1001, 1002, 1003], 'sequence numbers continue');
+  t.same(out.rtp.map((b) => b.readUInt32BE(4)), [5000, 8000, 11000, 14000], 'timestamps continue a frame later, not at the new source clock');
+  t.same(out.rtp.map((b) => b[12]! & 0x1f), [5, 1, 5, 1], 'the new source from its keyframe');
+});
