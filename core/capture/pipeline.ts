@@ -176,6 +176,19 @@ export class CapturePipeline {
     for (const v of deps.config.vms) this.#vmsByAddr.set(v.address, v.name);
   }
 
+  /** The proxied camera (config `cameras[].url`) an RTSP URL names as `/<name>/...` on camtap's gateway; null otherwise. */
+  #proxiedCamera(url: string): string | null {
+    const m = /^rtsps?:\/\/[^/]+\/([^/?]+)/i.exec(url);
+    if (!m) return null;
+    let name: string;
+    try {
+      name = decodeURIComponent(m[1]!);
+    } catch {
+      return null;
+    }
+    return this.#deps.config.cameras.some((c) => c.url && c.name === name) ? name : null;
+  }
+
   cameraName(ip: string): string {
     return this.#cameraByAddr.get(ip) ?? ip;
   }
@@ -449,6 +462,7 @@ export class CapturePipeline {
         onSetup: (a) => this.#onSetup(conn, a),
         cameraName: (ip) => this.cameraName(ip),
         vmsName: (ip) => this.vmsName(ip),
+        cameraOfUrl: (url) => this.#proxiedCamera(url),
       });
     } else if (conn.kind === 'http') {
       conn.http = new HttpConnectionLearner(client, server, this.cameraName(serverIp), this.vmsName(clientIp));

@@ -31,6 +31,12 @@ export interface RtspDialogHooks {
   /** Resolves a camera or VMS name from an address (config inventory), or returns the address. */
   cameraName(ip: string): string;
   vmsName(ip: string): string;
+  /**
+   * The camera a request URL names when the server is camtap's inline gateway
+   * (`rtsp://camtap/<alias>/...`), so the inventory shows the VMS using that camera; null
+   * for any other URL.
+   */
+  cameraOfUrl?(url: string): string | null;
 }
 
 interface Pending {
@@ -161,6 +167,10 @@ export class RtspConnectionLearner {
     if (authz) r.auth = /^\s*digest/i.test(authz) ? 'digest' : 'basic';
     if (method === 'SETUP') this.#setup(d, rq, res, url);
     if (!r.url && url) r.url = url;
+    if (url && this.#hooks.cameraOfUrl) {
+      const alias = this.#hooks.cameraOfUrl(url);
+      if (alias !== null) r.camera = alias;
+    }
     const exchange: RtspExchange = {
       method,
       url,

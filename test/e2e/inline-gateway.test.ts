@@ -102,6 +102,9 @@ t.test('three VMSs on one camera: the camera sees one client', { skip }, async (
     t.ok(r.stdout.split('\n').filter((l) => /^\s*0,/.test(l)).length >= 50, `VMS ${i + 1} decoded video`);
   });
   t.equal((cam.log().match(/client connected/g) ?? []).length, 1, 'the camera saw one RTSP client');
+  await sleep(2500); // a checkpoint
+  const inv = await camtapJson<{ vms: Array<{ address: string; cameras: string[] }> }>(['inventory'], path.join(dir, 'data'));
+  t.ok(inv.vms.some((v) => v.cameras.includes('cam1')), `the inventory learned the VMSs use cam1 through camtap (${JSON.stringify(inv.vms.map((v) => [v.address, v.cameras]))})`);
 });
 
 t.test('the camera disappears and returns: the VMS session survives, the reconnect is logged', { skip }, async (t) => {
