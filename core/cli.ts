@@ -515,6 +515,7 @@ async function cmdServe(g: Globals, rtspPort: number | null, httpPort: number | 
         recordFor: (p) => (recorder && proxy?.proxies(p) ? recorder : null),
         port: config.serve.rtspPort,
         host: config.serve.host,
+        maxClients: config.serve.maxClients,
         log: log.child({ component: 'rtsp' }),
       });
       ({ port } = await server.listen());

@@ -110,13 +110,15 @@ export const configSchema = z
         publicUrl: z.string().nullable().default(null),
         /** How VMSs reach camtap's HTTP port (rewritten ONVIF XAddrs, snapshot URIs); default http://<host>:<httpPort>. */
         httpPublicUrl: z.string().nullable().default(null),
+        /** RTSP connections served at once (more get 503); sessions are capped at twice this. */
+        maxClients: z.number().int().min(1).max(100_000).default(500),
         /** Inline gateway: also proxy requests whose URL names a camera's own address (traffic redirected to camtap). */
         transparent: z.boolean().default(false),
         /** Inline gateway: camera reconnects before the VMS sessions of a lost camera end (null: retry forever). */
         maxReconnects: z.number().int().min(0).nullable().default(null),
       })
       .strict()
-      .default({ rtspPort: 8554, httpPort: 8080, host: '0.0.0.0', publicUrl: null, httpPublicUrl: null, transparent: false, maxReconnects: null }),
+      .default({ rtspPort: 8554, httpPort: 8080, host: '0.0.0.0', publicUrl: null, httpPublicUrl: null, maxClients: 500, transparent: false, maxReconnects: null }),
     taps: z.array(tapSchema).default([]),
     cameras: z.array(cameraSchema).default([]),
     vms: z.array(vmsSchema).default([]),
