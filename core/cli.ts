@@ -461,8 +461,13 @@ async function cmdServe(g: Globals, rtspPort: number | null, httpPort: number | 
   if (httpPort === 'off') config.serve.httpPort = null;
   else if (httpPort !== null) config.serve.httpPort = httpPort;
   for (const f of cameraFlags) config.cameras.push(cameraFlag(f));
-  const proxied = () => config.cameras.filter((k) => k.url).map((k) => ({ name: k.name, address: k.address, url: k.url!, transport: k.transport }));
-  const gateway = proxied().length > 0;
+  // Cameras the inventory learned, when serve.proxyInventory is on (refreshed from the catalog while serving).
+  let learned: Array<{ name: string; address: string; url: string; transport: 'udp' | 'tcp' }> = [];
+  const proxied = () => {
+    const own = config.cameras.filter((k) => k.url).map((k) => ({ name: k.name, address: k.address, url: k.url!, transport: k.transport }));
+    return [...own, ...learned.filter((l) => !own.some((o) => o.name === l.name))];
+  };
+  const gateway = proxied().length > 0 || config.serve.proxyInventory;
   // No config at all and nothing recorded yet: serve the bundled demo capture.
   if (!configFile && config.taps.length === 0 && !gateway) {
     const probe = await withCamtap(g, async (c) => (await c.cradle.catalog.listStreams()).length);
@@ -498,6 +503,13 @@ async function cmdServe(g: Globals, rtspPort: number | null, httpPort: number | 
         const inline = runner.tap(inlineName);
         recorder = inline instanceof InlineTap ? inline.recorder : null;
       }
+      const learn = async () => {
+        if (!config.serve.proxyInventory) return;
+        learned = (await catalog.listCameras()).filter((k) => k.urls.length > 0 && /^rtsps?:\/\//i.test(k.urls[0]!)).map((k) => ({ name: k.name, address: k.address, url: k.urls[0]!, transport: 'tcp' as const }));
+      };
+      await learn();
+      const relearn = config.serve.proxyInventory ? setInterval(() => void learn().catch(() => {}), 10_000) : null;
+      relearn?.unref();
       let port = config.serve.rtspPort;
       const proxy = gateway
         ? new RtspProxySource({
@@ -546,6 +558,7 @@ async function cmdServe(g: Globals, rtspPort: number | null, httpPort: number | 
       await new Promise((r) => ac.signal.addEventListener('abort', r));
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
+      if (relearn) clearInterval(relearn);
       await http?.close();
       await httpProxy?.close();
       await server.close();

@@ -112,13 +112,15 @@ export const configSchema = z
         httpPublicUrl: z.string().nullable().default(null),
         /** RTSP connections served at once (more get 503); sessions are capped at twice this. */
         maxClients: z.number().int().min(1).max(100_000).default(500),
+        /** Inline gateway: also proxy the cameras the inventory learned (by name, at the URL their VMS used; credentials are not known). */
+        proxyInventory: z.boolean().default(false),
         /** Inline gateway: also proxy requests whose URL names a camera's own address (traffic redirected to camtap). */
         transparent: z.boolean().default(false),
         /** Inline gateway: camera reconnects before the VMS sessions of a lost camera end (null: retry forever). */
         maxReconnects: z.number().int().min(0).nullable().default(null),
       })
       .strict()
-      .default({ rtspPort: 8554, httpPort: 8080, host: '0.0.0.0', publicUrl: null, httpPublicUrl: null, maxClients: 500, transparent: false, maxReconnects: null }),
+      .default({ rtspPort: 8554, httpPort: 8080, host: '0.0.0.0', publicUrl: null, httpPublicUrl: null, maxClients: 500, proxyInventory: false, transparent: false, maxReconnects: null }),
     taps: z.array(tapSchema).default([]),
     cameras: z.array(cameraSchema).default([]),
     vms: z.array(vmsSchema).default([]),

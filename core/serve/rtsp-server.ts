@@ -220,8 +220,8 @@ export class RtspServer {
   readonly #connections = new Set<RtspConnection>();
   /** DESCRIBE results per connection (few entries), so SETUP does not plan again. */
   readonly #plans = new WeakMap<RtspConnection, Map<string, ReplayPlan>>();
-  /** Live feeds per connection, likewise (null: the presentation is a replay). */
-  readonly #feeds = new WeakMap<RtspConnection, Map<string, LiveFeed | null>>();
+  /** Live feeds per connection, likewise. */
+  readonly #feeds = new WeakMap<RtspConnection, Map<string, LiveFeed>>();
   #sweep: NodeJS.Timeout | null = null;
   #closing: Promise<void> | null = null;
 
@@ -492,19 +492,19 @@ export class RtspServer {
 
   /** The live feed a presentation names, or null for a replay (see LiveSource.resolve). */
   async #feedFor(conn: RtspConnection, p: Presentation): Promise<LiveFeed | null> {
-    const cache = this.#feeds.get(conn);
-    if (cache?.has(p.key)) {
-      const hit = cache.get(p.key)!;
-      if (hit === null || !hit.ended) return hit;
-    }
+    const hit = this.#feeds.get(conn)?.get(p.key);
+    if (hit && !hit.ended) return hit;
     let feed: LiveFeed | null;
     if (this.#live) feed = await this.#live.resolve(p.path, new URLSearchParams(p.query), new URL(p.base).host);
     else if (/^\/live\//.test(p.path) || p.query.has('codec')) throw new Reply(404, 'live access is not configured');
     else feed = null;
-    let c = this.#feeds.get(conn);
-    if (!c) this.#feeds.set(conn, (c = new Map()));
-    if (c.size >= 8) c.delete(c.keys().next().value!);
-    c.set(p.key, feed);
+    // Only feeds are kept: "not live" may change (a camera the inventory learns meanwhile).
+    if (feed) {
+      let c = this.#feeds.get(conn);
+      if (!c) this.#feeds.set(conn, (c = new Map()));
+      if (c.size >= 8) c.delete(c.keys().next().value!);
+      c.set(p.key, feed);
+    }
     return feed;
   }
 

@@ -45,13 +45,15 @@ t.test('a live camera is served at /live/<camera> while the VMS streams, decodab
       `    filter: { protocols: [rtsp, rtp, rtcp], rtspPorts: [${camPort}] }`,
       'cameras:',
       `  - { name: labcam, address: ${camIp} }`,
+      'serve:',
+      '  proxyInventory: true',
       '',
     ].join('\n'),
   );
   const serve = await startServe(t, ['--config', cfg, '--data', path.join(dir, 'data')]);
   for (let i = 0; i < 300 && !/libpcap capture started/.test(serve.log()); i++) await sleep(100);
   t.match(serve.log(), /libpcap capture started/, 'the tap opened');
-  const vms = startVms({ url: cam.url, transport: 'udp', seconds: 30 });
+  const vms = startVms({ url: cam.url, transport: 'udp', seconds: 45 });
   t.teardown(() => vms.stop('SIGKILL'));
   const base = `rtsp://127.0.0.1:${serve.rtsp}`;
 
@@ -120,6 +122,18 @@ t.test('a live camera is served at /live/<camera> while the VMS streams, decodab
   const p99 = percentile(delays, 99);
   t.comment(`live delay behind the camera over ${delays.length} packets: p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${Math.max(...delays).toFixed(1)} ms`);
   t.ok(Number.isFinite(p50) && p50 > -50, 'packets arrive after their capture (the SR maps RTP time to capture time)');
+
+  // The inventory learned labcam's URL from the VMS's dialog: camtap proxies it by name too.
+  const px = await RawRtsp.connect(serve.rtsp);
+  t.teardown(() => px.close());
+  let pd = null;
+  for (let i = 0; i < 60 && pd?.status !== 200; i++) {
+    pd = await px.request('DESCRIBE', `${base}/labcam`, { Accept: 'application/sdp' });
+    if (pd?.status !== 200) await sleep(500);
+  }
+  t.equal(pd?.status, 200, `rtsp://camtap/labcam proxies the camera the inventory learned ${pd?.status} ${serve.log().split('\n').filter((l) => /labcam|camera|upstream|proxy/i.test(l)).slice(-5).join('\n')}`);
+  const viaProxy = await run('ffmpeg', ['-nostdin', '-v', 'error', '-rtsp_transport', 'tcp', '-i', `${base}/labcam`, '-t', '3', '-f', 'framemd5', '-'], { timeoutMs: 60_000 });
+  t.equal(viaProxy.code, 0, 'and ffmpeg plays it');
 
   const none = await RawRtsp.connect(serve.rtsp);
   t.teardown(() => none.close());
