@@ -242,14 +242,15 @@ t.test('size: index + summary of real H.264 captures stay around 0.1% of the cap
     // The summary and the stream table are a fixed cost per segment and stream; the entries grow with the capture.
     // Project both to a default 300 s segment of the same traffic.
     const secs = Number(seg.lastTsNs! - seg.firstTsNs!) / 1e9;
-    const fixed = sumBytes + (idxBytes - 20 * gotEntries - (4 * w.packets + 28 * keys.size));
+    // Besides the sampled table, 4 bytes per RTP packet (its record offset), and per stream 12 + 16 per block (one here)
+    // in its section and 16 in the stream table (where the section is).
+    const offsetBytes = 4 * w.packets + 44 * keys.size;
+    const fixed = sumBytes + (idxBytes - 20 * gotEntries - offsetBytes);
     const projected = (fixed + 20 * gotEntries * (300 / secs)) / (seg.bytes * (300 / secs));
     t.comment(
       `${name}: ${keys.size} streams, ${w.packets} RTP packets in ${secs.toFixed(1)} s, segment ${seg.bytes} B, .idx ${idxBytes} B (${((idxBytes / seg.bytes) * 100).toFixed(3)}%), ` +
         `summary ${sumBytes} B (${((sumBytes / seg.bytes) * 100).toFixed(3)}%); projected to a 300 s segment: ${(projected * 100).toFixed(3)}%`,
     );
-    // Besides the sampled table, 4 bytes per RTP packet (its record offset), 12 per stream and 16 per block (one here).
-    const offsetBytes = 4 * w.packets + 28 * keys.size;
     const sampled = idxBytes - offsetBytes;
     t.ok(sampled / seg.bytes <= 0.001, `${name}: sampled table ${sampled} B within 0.1% of the capture`);
     t.ok(idxBytes / seg.bytes <= 0.009, `${name}: .idx with every packet's offset ${((idxBytes / seg.bytes) * 100).toFixed(3)}% of the capture, within the 1% budget of index + catalog`);
@@ -273,3 +274,181 @@ t.test('size: index + summary of real H.264 captures stay around 0.1% of the cap
     }
   }
 });
+
+/** Offsets as a plain array. */
+async function offsetsOf(r: SegmentIndexReader, id: string): Promise<number[] | null> {
+  const o = await r.offsets(id);
+  return o === null ? null : Array.from({ length: o.count }, (_, i) => o.at(i));
+}
+
+t.test('every packet\'s record offset is kept, in capture order, with exact lookups', async (t) => {
+  const dir = tmp(t);
+  buildWriter().writeSync(dir);
+  const r = await SegmentIndexReader.open(dir, 7);
+  t.equal(r.version, 2);
+  t.same(await offsetsOf(r, CAM), Array.from({ length: 20 }, (_, i) => 5_000_000_000 + i * 1000), 'CAM: all 20, beyond 4 GiB');
+  t.same(await offsetsOf(r, CAM2), [100, 164, 228, 292, 356, 420], 'CAM2: all 6 (registered after its first packet)');
+  t.same(await offsetsOf(r, 'nope'), [], 'a stream not in the segment has none to read');
+  const o = (await r.offsets(CAM))!;
+  t.equal(o.indexOf(5_000_003_000), 3);
+  t.equal(o.indexOf(5_000_003_001), -1, 'not a record of the stream');
+  t.equal(o.lowerBound(5_000_003_001), 4);
+  t.equal(o.lowerBound(0), 0);
+  t.equal(o.lowerBound(6_000_000_000), 20);
+  t.equal(await r.offsets(CAM), o, 'read once, shared');
+});
+
+t.test('offsets more than 4 GiB apart start a new block; a stream whose offsets go back keeps none (read sequentially)', async (t) => {
+  const dir = tmp(t);
+  const w = new SegmentIndexWriter(3);
+  w.registerStream(0, 'far');
+  w.registerStream(1, 'back');
+  const far = [0, 10, 4_294_967_295, 4_294_967_296, 4_294_967_306, 9_000_000_000, 9_000_000_001, 20_000_000_000];
+  far.forEach((off, i) => w.add(0, tsOf(i).sec, tsOf(i).nsec, 70_000 + i, off, i === 0));
+  [100, 200, 150, 300].forEach((off, i) => w.add(1, tsOf(i).sec, tsOf(i).nsec, 80_000 + i, off, false));
+  w.writeSync(dir);
+  const r = await SegmentIndexReader.open(dir, 3);
+  t.same(await offsetsOf(r, 'far'), far, 'exact across blocks');
+  const o = (await r.offsets('far'))!;
+  t.same(far.map((x) => o.indexOf(x)), far.map((_, i) => i), 'indexOf finds each');
+  t.equal(o.indexOf(4_294_967_297), -1);
+  t.equal(await r.offsets('back'), null, 'not ascending: no offsets');
+  t.equal(r.entries('back').length, 1, 'its sampled entries are still there');
+  // Hand-computed section of 'far': a block starts where an offset is 2^32 or more past the block's base:
+  // 0 (0, 10, 4294967295), 4294967296 (+0, +10), 9000000000 (+0, +1), 20000000000 (+0).
+  const b = readFileSync(join(dir, indexFileNames(3).idx));
+  const core = b.readUInt32LE(20);
+  t.equal(b.readUInt32LE(core), 8, 'section: 8 packets');
+  t.equal(b.readUInt32LE(core + 4), 4, 'section: 4 blocks');
+  t.same([0, 1, 2, 3].map((k) => [b.readDoubleLE(core + 8 + 16 * k), b.readUInt32LE(core + 16 + 16 * k)]), [[0, 0], [4_294_967_296, 3], [9_000_000_000, 5], [20_000_000_000, 7]], 'block bases and first packets');
+  t.same([0, 1, 2, 3, 4, 5, 6, 7].map((i) => b.readUInt32LE(core + 8 + 64 + 4 * i)), [0, 10, 4_294_967_295, 0, 10, 0, 1, 0], 'u32 offsets from their block\'s base');
+  t.equal(b.length, core + 12 + 4 * 16 + 8 * 4, 'only the one section');
+});
+
+t.test('a stream the pipeline gives a new key (evicted, then resumed) stays one stream with all its offsets', async (t) => {
+  const dir = tmp(t);
+  const w = new SegmentIndexWriter(4, { every: 2 });
+  w.registerStream(0, 'cam');
+  for (let i = 0; i < 3; i++) w.add(0, tsOf(i).sec, tsOf(i).nsec, 70_000 + i, 1000 + i * 100, i === 0);
+  w.registerStream(5, 'cam');
+  for (let i = 3; i < 6; i++) w.add(5, tsOf(i).sec, tsOf(i).nsec, 70_000 + i, 1000 + i * 100, false);
+  w.writeSync(dir);
+  const r = await SegmentIndexReader.open(dir, 4);
+  t.same(r.streams(), ['cam']);
+  t.equal(r.summary.streams[0]!.packets, 6);
+  t.same(await offsetsOf(r, 'cam'), [1000, 1100, 1200, 1300, 1400, 1500]);
+  t.same(r.entries('cam').map((e) => e.offset), [1000, 1200, 1400]);
+});
+
+t.test('a large sidecar: the core is read on open, a stream\'s offsets section only when asked, checked by its own CRC', async (t) => {
+  const dir = tmp(t);
+  const w = new SegmentIndexWriter(9);
+  const n = 600_000; // 3 streams x 800 KB of offsets: well past the first read
+  for (let k = 0; k < 3; k++) w.registerStream(k, `s${k}`);
+  for (let i = 0; i < n; i++) {
+    const k = i % 3;
+    w.add(k, tsOf(i).sec, tsOf(i).nsec, 70_000 + Math.floor(i / 3), 24 + i * 1500, i % 300 < 3);
+  }
+  w.writeSync(dir);
+  const file = join(dir, indexFileNames(9).idx);
+  const size = statSync(file).size;
+  t.ok(size > 2_400_000, `${size} bytes`);
+  const r = await SegmentIndexReader.open(dir, 9);
+  const got = await offsetsOf(r, 's2');
+  t.equal(got!.length, n / 3);
+  t.ok(got!.every((o, i) => o === 24 + (3 * i + 2) * 1500), 'every offset of s2');
+  t.equal(r.seekKeyframe('s1', tsOf(1000).ns)!.offset, 24 + 901 * 1500, 'entries decode lazily too');
+
+  // One flipped bit in s0's section: opening still works (the core is fine), reading s0's offsets fails naming the file.
+  const b = readFileSync(file);
+  const core = b.readUInt32LE(20);
+  b[core + 100] = b[core + 100]! ^ 1;
+  writeFileSync(file, b);
+  const r2 = await SegmentIndexReader.open(dir, 9);
+  try {
+    await r2.offsets('s0');
+    t.fail('no error');
+  } catch (e) {
+    t.ok(isCamtapError(e, 'CAMTAP_ERR_INDEX') && e.details.file === file && /checksum/.test(String(e.details.reason)), 'CAMTAP_ERR_INDEX: checksum of the offsets of s0');
+  }
+  t.equal((await r2.offsets('s1'))!.count, n / 3, 'the other streams\' offsets are fine');
+
+  // Replaced after opening (camtap reindex renames a new file over it): the reader does not mix files.
+  const r3 = await SegmentIndexReader.open(dir, 9);
+  w.registerStream(3, 's3');
+  w.add(3, tsOf(0).sec, tsOf(0).nsec, 70_000, 1, true);
+  w.writeSync(dir);
+  t.equal(await r3.offsets('s1'), null, 'offsets of a replaced sidecar: none (the caller reads sequentially)');
+  t.equal((await (await SegmentIndexReader.open(dir, 9)).offsets('s1'))!.count, n / 3, 'a new reader reads the new file');
+
+  // Cut short: the sections end past the file's end.
+  writeFileSync(file, b.subarray(0, b.length - 8));
+  try {
+    await SegmentIndexReader.open(dir, 9);
+    t.fail('no error');
+  } catch (e) {
+    t.ok(isCamtapError(e, 'CAMTAP_ERR_INDEX') && /truncated/.test(String(e.details.reason)), 'truncated in the offsets: CAMTAP_ERR_INDEX on open');
+  }
+});
+
+t.test('a version 1 sidecar (written here byte by byte from its layout) is read: entries and summary, no offsets', async (t) => {
+  const dir = tmp(t);
+  const id = Buffer.from('v1stream', 'utf8');
+  const entries = [
+    { hi: 0x1234, lo: 0x9abcdef0, off: 6_000_000_000, w: (0x80000000 | 0) >>> 0 },
+    { hi: 0x1234, lo: 0x9abcdef1, off: 6_000_001_000, w: 64 },
+  ];
+  const parts: Buffer[] = [];
+  const h = Buffer.alloc(24);
+  h.write('CTIX', 0, 'latin1');
+  h.writeUInt16LE(1, 4);
+  h.writeUInt16LE(24, 6);
+  h.writeUInt32LE(11, 8);
+  h.writeUInt32LE(1, 12);
+  h.writeUInt32LE(64, 16);
+  parts.push(h);
+  const st = Buffer.alloc(((2 + id.length + 3) & ~3) + 64);
+  st.writeUInt16LE(id.length, 0);
+  id.copy(st, 2);
+  let p = (2 + id.length + 3) & ~3;
+  st.writeUInt32LE(2, p);
+  st.writeUInt32LE(1, p + 4);
+  st.writeDoubleLE(65, p + 8);
+  st.writeUInt32LE(0x1234, p + 16);
+  st.writeUInt32LE(0x9abcdef0, p + 20);
+  st.writeUInt32LE(0x1234, p + 24);
+  st.writeUInt32LE(0x9abcdef1, p + 28);
+  for (const [k, v] of [70_000, 70_064, 70_000, 70_064].entries()) st.writeDoubleLE(v, p + 32 + 8 * k);
+  parts.push(st);
+  for (const e of entries) {
+    const b = Buffer.alloc(20);
+    b.writeUInt32LE(e.hi, 0);
+    b.writeUInt32LE(e.lo, 4);
+    b.writeDoubleLE(e.off, 8);
+    b.writeUInt32LE(e.w, 16);
+    parts.push(b);
+  }
+  const body = Buffer.concat(parts);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32LE(crc32Ref(body));
+  writeFileSync(join(dir, indexFileNames(11).idx), Buffer.concat([body, crc]));
+  const r = await SegmentIndexReader.open(dir, 11);
+  t.equal(r.version, 1);
+  t.same(r.entries('v1stream'), [
+    { tsNs: (0x1234n << 32n) | 0x9abcdef0n, extSeq: 70_000, offset: 6_000_000_000, keyframe: true },
+    { tsNs: (0x1234n << 32n) | 0x9abcdef1n, extSeq: 70_064, offset: 6_000_001_000, keyframe: false },
+  ]);
+  t.equal(r.summary.streams[0]!.packets, 65);
+  t.equal(await r.offsets('v1stream'), null, 'no offsets: read sequentially');
+  t.equal(await r.offsets('other'), null, 'nor for a stream it does not list (it cannot tell)');
+});
+
+/** CRC-32 (IEEE 802.3), bit by bit. */
+function crc32Ref(b: Buffer): number {
+  let c = 0xffffffff;
+  for (const x of b) {
+    c ^= x;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  }
+  return (c ^ 0xffffffff) >>> 0;
+}
