@@ -102,9 +102,6 @@ const ENTRY = 20;
 const BLOCK = 16;
 /** Offsets section bytes besides the blocks and the deltas: packets, blocks, CRC. */
 const SECTION_FIXED = 12;
-/** Offsets chunk sizes in the writer (entries): a short stream costs 1 KiB, a long one chunks of 64 KiB. */
-const OFF_CHUNK_MIN = 256;
-const OFF_CHUNK_MAX = 16384;
 const FLAG_KEYFRAME = 1;
 const KEY_BIT = 0x80000000;
 const SEQ_MASK = 0x7fffffff;
@@ -133,10 +130,10 @@ const CRC_TABLE = (() => {
 })();
 const nativeCrc32 = (zlib as { crc32?: (data: Uint8Array, value?: number) => number }).crc32;
 
-/** CRC-32 of buf[from, end), continuing from the CRC `prev` of the bytes before. */
-function crc32(buf: Buffer, end: number, from = 0, prev = 0): number {
-  if (nativeCrc32 !== undefined) return nativeCrc32(buf.subarray(from, end), prev) >>> 0;
-  let c = (prev ^ 0xffffffff) >>> 0;
+/** CRC-32 of buf[from, end). */
+function crc32(buf: Buffer, end: number, from = 0): number {
+  if (nativeCrc32 !== undefined) return nativeCrc32(buf.subarray(from, end)) >>> 0;
+  let c = 0xffffffff;
   for (let i = from; i < end; i++) c = CRC_TABLE[(c ^ buf[i]!) & 0xff]! ^ (c >>> 8);
   return (c ^ 0xffffffff) >>> 0;
 }
@@ -178,19 +175,10 @@ class StreamTable {
   seq = new Float64Array(16);
   off = new Float64Array(16);
   flags = new Uint8Array(16);
-  /**
-   * Every packet's record offset minus its block's base, in chunks that are never
-   * copied (each twice the last, up to OFF_CHUNK_MAX entries): growing one array by
-   * doubling cost the in-place import 2-3% in copies and fresh pages.
-   */
-  offChunks: Uint32Array[] = [];
-  /** The chunk being filled and how many of its entries are used. */
-  cur = new Uint32Array(0);
-  curN = 0;
-  /** Offsets kept, all chunks. */
-  nOffs = 0;
-  /** False once an offset did not ascend (then none are kept). */
+  /** Every packet's record offset minus its block's base; false once an offset did not ascend (then none are kept). */
   offsOk = true;
+  nOffs = 0;
+  offs = new Uint32Array(256);
   lastOff = -1;
   blockBase = 0;
   /** Blocks: base offset and index of the first packet (a new one every 4 GiB of file). */
@@ -210,17 +198,12 @@ class StreamTable {
     this.flags[i] = keyframe ? FLAG_KEYFRAME : 0;
   }
 
-  /**
-   * Appends one packet's record offset where SegmentIndexWriter.add's inline path does
-   * not: the first, one that starts a block, one that needs a new chunk, one out of order.
-   */
+  /** Appends one packet's record offset (hot path: two comparisons and a store). */
   pushOffset(offset: number): void {
     if (!(offset > this.lastOff)) {
       // Not ascending (or not a number): this stream's reads stay sequential.
       this.offsOk = false;
-      this.offChunks = [];
-      this.cur = new Uint32Array(0);
-      this.curN = 0;
+      this.offs = new Uint32Array(0);
       this.nOffs = 0;
       return;
     }
@@ -231,13 +214,12 @@ class StreamTable {
       this.blockFirsts.push(this.nOffs);
       d = 0;
     }
-    if (this.curN === this.cur.length) {
-      this.cur = new Uint32Array(Math.min(OFF_CHUNK_MAX, Math.max(OFF_CHUNK_MIN, 2 * this.cur.length)));
-      this.offChunks.push(this.cur);
-      this.curN = 0;
+    if (this.nOffs === this.offs.length) {
+      const n = new Uint32Array(this.offs.length * 2);
+      n.set(this.offs);
+      this.offs = n;
     }
-    this.cur[this.curN++] = d;
-    this.nOffs++;
+    this.offs[this.nOffs++] = d;
     this.lastOff = offset;
   }
 
@@ -342,18 +324,7 @@ export class SegmentIndexWriter {
     } else {
       t.sinceKept++;
     }
-    // Every packet's offset: the common case inline (ascending, same block, room left).
-    if (t.offsOk) {
-      const c = t.curN;
-      if (offset > t.lastOff && c < t.cur.length && offset - t.blockBase <= U32_MAX) {
-        t.cur[c] = offset - t.blockBase;
-        t.curN = c + 1;
-        t.nOffs++;
-        t.lastOff = offset;
-      } else {
-        t.pushOffset(offset);
-      }
-    }
+    if (t.offsOk) t.pushOffset(offset);
     t.packets++;
     this.#packets++;
   }
@@ -397,23 +368,17 @@ export class SegmentIndexWriter {
 
   /** The `.idx` file's bytes (layout in the module comment). */
   encode(): Buffer {
-    return Buffer.concat(this.#encodeParts());
-  }
-
-  /**
-   * The `.idx` file as consecutive pieces: the core, then per offsets section its head,
-   * its chunks of offsets (views of the writer's arrays, not copies) and its CRC.
-   */
-  #encodeParts(): Buffer[] {
     const tables = this.#tables();
     const ids = tables.map((t) => Buffer.from(t.streamId, 'utf8'));
     let core = HEADER + 4;
+    let sections = 0;
     for (let i = 0; i < tables.length; i++) {
       if (ids[i]!.length > 0xffff) throw new RangeError(`stream id longer than 65535 bytes: ${tables[i]!.streamId.slice(0, 40)}...`);
       core += pad4(2 + ids[i]!.length) + STREAM_FIXED + tables[i]!.count * ENTRY;
+      sections += tables[i]!.sectionBytes();
     }
     if (core > U32_MAX) throw new RangeError(`segment ${this.segmentId}: index core of ${core} bytes`);
-    const b = Buffer.alloc(core);
+    const b = Buffer.alloc(core + sections);
     b.writeUInt32LE(MAGIC, 0);
     b.writeUInt16LE(VERSION, 4);
     b.writeUInt16LE(HEADER, 6);
@@ -461,50 +426,43 @@ export class SegmentIndexWriter {
       }
     }
     b.writeUInt32LE(crc32(b, p), p);
-    const parts: Buffer[] = [b];
+    p += 4;
     for (const t of tables) {
       if (t.sectionBytes() === 0) continue;
+      const start = p;
       const m = t.blockBases.length;
-      const head = Buffer.alloc(8 + BLOCK * m);
-      head.writeUInt32LE(t.nOffs, 0);
-      head.writeUInt32LE(m, 4);
+      b.writeUInt32LE(t.nOffs, p);
+      b.writeUInt32LE(m, p + 4);
+      p += 8;
       for (let k = 0; k < m; k++) {
-        head.writeDoubleLE(t.blockBases[k]!, 8 + BLOCK * k);
-        head.writeUInt32LE(t.blockFirsts[k]!, 16 + BLOCK * k);
+        b.writeDoubleLE(t.blockBases[k]!, p);
+        b.writeUInt32LE(t.blockFirsts[k]!, p + 8);
+        p += BLOCK;
       }
-      parts.push(head);
-      let crc = crc32(head, head.length);
-      for (const c of t.offChunks) {
-        const used = c === t.cur ? t.curN : c.length;
-        let part: Buffer;
-        if (LITTLE_ENDIAN) {
-          part = Buffer.from(c.buffer, c.byteOffset, 4 * used);
-        } else {
-          part = Buffer.alloc(4 * used);
-          for (let k = 0; k < used; k++) part.writeUInt32LE(c[k]!, 4 * k);
-        }
-        crc = crc32(part, part.length, 0, crc);
-        parts.push(part);
+      if (LITTLE_ENDIAN && (b.byteOffset + p) % 4 === 0) {
+        new Uint32Array(b.buffer, b.byteOffset + p, t.nOffs).set(t.offs.subarray(0, t.nOffs));
+      } else {
+        for (let k = 0; k < t.nOffs; k++) b.writeUInt32LE(t.offs[k]!, p + 4 * k);
       }
-      const tail = Buffer.alloc(4);
-      tail.writeUInt32LE(crc, 0);
-      parts.push(tail);
+      p += 4 * t.nOffs;
+      b.writeUInt32LE(crc32(b, p, start), p);
+      p += 4;
     }
-    return parts;
+    return b;
   }
 
   /** Writes `.idx` and `.summary.json` into dir (created if needed), each atomically. */
   async write(dir: string): Promise<void> {
     const names = indexFileNames(this.segmentId);
     await fs.promises.mkdir(dir, { recursive: true });
-    await writeAtomicAsync(path.join(dir, names.idx), this.#encodeParts());
+    await writeAtomicAsync(path.join(dir, names.idx), this.encode());
     await writeAtomicAsync(path.join(dir, names.summary), summaryJson(this.summary()));
   }
 
   writeSync(dir: string): void {
     const names = indexFileNames(this.segmentId);
     fs.mkdirSync(dir, { recursive: true });
-    writeAtomicSync(path.join(dir, names.idx), this.#encodeParts());
+    writeAtomicSync(path.join(dir, names.idx), this.encode());
     writeAtomicSync(path.join(dir, names.summary), summaryJson(this.summary()));
   }
 }
@@ -528,17 +486,11 @@ function summaryJson(s: SegmentSummary): string {
 }
 
 /** Temp file in the same dir, fsync, rename: readers see the old file or the new one. */
-function writeAtomicSync(file: string, data: Buffer | string | Buffer[]): void {
+function writeAtomicSync(file: string, data: Buffer | string): void {
   const tmp = `${file}.tmp-${process.pid}`;
   const fd = fs.openSync(tmp, 'w');
   try {
-    if (Array.isArray(data)) {
-      for (const part of data) {
-        for (let at = 0; at < part.length; ) at += fs.writeSync(fd, part, at, part.length - at);
-      }
-    } else {
-      fs.writeFileSync(fd, data);
-    }
+    fs.writeFileSync(fd, data);
     fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);
@@ -546,17 +498,11 @@ function writeAtomicSync(file: string, data: Buffer | string | Buffer[]): void {
   fs.renameSync(tmp, file);
 }
 
-async function writeAtomicAsync(file: string, data: Buffer | string | Buffer[]): Promise<void> {
+async function writeAtomicAsync(file: string, data: Buffer | string): Promise<void> {
   const tmp = `${file}.tmp-${process.pid}`;
   const fh = await fs.promises.open(tmp, 'w');
   try {
-    if (Array.isArray(data)) {
-      for (const part of data) {
-        for (let at = 0; at < part.length; ) at += (await fh.write(part, at, part.length - at)).bytesWritten;
-      }
-    } else {
-      await fh.writeFile(data);
-    }
+    await fh.writeFile(data);
     await fh.sync();
   } finally {
     await fh.close();

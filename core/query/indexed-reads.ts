@@ -13,13 +13,11 @@
  * in file order, so a consumer can output what one read produced before the next one.
  *
  * Every record read this way is checked by the caller's `accept` (is it the stream's
- * packet, whole?). One that is not (the last IP fragment of a datagram, whose other
- * fragments lie elsewhere in the file; a pcapng interface described after the file's
- * header; a sidecar that does not match the file) ends the indexed reads with 'rescan':
- * the caller reads sequentially instead, skipping the records already delivered
- * ({@link IndexedRecordReader.delivered}).
+ * packet, whole?). One that is not (an IP fragment whose other parts lie between the
+ * stream's packets, a pcapng interface described after the file's header, a sidecar
+ * that does not match the file) ends the indexed reads with {@link rescanFrom}: where a
+ * sequential read must take over so the result is what a sequential scan gives.
  */
-import * as fs from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { CamtapError } from '../errors.js';
 import { CaptureParser, type CaptureInterface, type CaptureRecord } from '../wire/capture-file.js';
@@ -34,13 +32,6 @@ export interface IndexedReadOptions {
   inFlight?: number;
   /** Bytes read past the start of a read's last record. Default 2048. */
   guessBytes?: number;
-  /**
-   * Blocking reads, one per {@link IndexedRecordReader.next} call, instead of reads in
-   * flight on the thread pool: from the page cache a blocking read costs a fraction of an
-   * asynchronous one (8 µs against 35 µs per read in docs/BENCHMARKS.md's machine), but a
-   * read from disk stalls the event loop: for one-shot commands (an export), not a server.
-   */
-  sync?: boolean;
 }
 
 /** What one {@link IndexedRecordReader.next} call ended with. */
@@ -51,7 +42,7 @@ export type IndexedStep =
   | 'end'
   /** The handler returned false. */
   | 'stop'
-  /** A record could not be used alone (it was not delivered): read sequentially, skipping {@link IndexedRecordReader.delivered}. */
+  /** A record could not be used alone: read sequentially from {@link IndexedRecordReader.rescanFrom}. */
   | 'rescan';
 
 const DEFAULT_GAP = 16 * 1024;
@@ -62,17 +53,13 @@ const DEFAULT_GUESS = 2048;
 const MIN_BUFFER = 32 * 1024;
 /** First read of a file's header: a pcap header is 24 bytes; a pcapng section header and interface descriptions a few hundred. */
 const HEADER_READ = 16384;
-/** Largest guess a long record makes later reads take (a pcap record is at most 256 KiB). */
-const MAX_GUESS = 262144 + 64;
-const DONE: Promise<void> = Promise.resolve();
 
 interface PendingRead {
   /** First and past-the-last index into the offsets. */
   from: number;
   to: number;
-  /** File offset of buf[0], and bytes to read. */
+  /** File offset of buf[0]. */
   base: number;
-  len: number;
   buf: Buffer;
   /** Bytes read; set when done. */
   n: number;
@@ -80,31 +67,12 @@ interface PendingRead {
   done: Promise<void>;
 }
 
-/**
- * Reads buf[0, len) from file position `pos` until full or the file ends. The callback
- * form of fs.read: on the machine of docs/BENCHMARKS.md it costs the main thread about
- * 35 µs per call against 55 µs for FileHandle.read (one of these runs per read).
- */
-function readAt(fd: number, buf: Buffer, len: number, pos: number): Promise<number> {
-  return new Promise<number>((resolve, reject) => {
-    let got = 0;
-    const step = (): void => {
-      fs.read(fd, buf, got, len - got, pos + got, (err, n) => {
-        if (err) reject(err);
-        else if (n === 0 || (got += n) >= len) resolve(got);
-        else step();
-      });
-    };
-    step();
-  });
-}
-
-function readAtSync(fd: number, buf: Buffer, len: number, pos: number): number {
+async function readFully(fh: FileHandle, buf: Buffer, len: number, pos: number): Promise<number> {
   let got = 0;
   while (got < len) {
-    const n = fs.readSync(fd, buf, got, len - got, pos + got);
-    if (n === 0) break;
-    got += n;
+    const { bytesRead } = await fh.read(buf, got, len - got, pos + got);
+    if (bytesRead === 0) break;
+    got += bytesRead;
   }
   return got;
 }
@@ -118,7 +86,6 @@ export class IndexedRecordReader {
   readonly #gap: number;
   readonly #maxRead: number;
   readonly #inFlight: number;
-  readonly #sync: boolean;
   #guess: number;
   /** Next index to schedule a read for. */
   #next: number;
@@ -130,39 +97,33 @@ export class IndexedRecordReader {
     this.#parser.stop();
   };
   #closed = false;
-  /** The stream's record offsets in the file, and the index of the first one to read. */
-  readonly offsets: StreamOffsets;
-  readonly first: number;
-  /** Index past the last record delivered: offs[first, delivered) went to the handler. */
-  delivered: number;
-  /** File offset past the last record delivered; -1 before any. */
-  deliveredEnd = -1;
+  /** End of the last record delivered (where a sequential read would continue); the start position before any. */
+  rescanFrom: number | null;
   /** Bytes read so far. */
   bytes = 0;
   /** Reads issued so far. */
   reads = 0;
 
-  private constructor(fh: FileHandle, parser: CaptureParser, offs: StreamOffsets, from: number, to: number, accept: (r: CaptureRecord) => boolean, opts: IndexedReadOptions) {
+  private constructor(fh: FileHandle, parser: CaptureParser, offs: StreamOffsets, from: number, to: number, resumeAt: number | null, accept: (r: CaptureRecord) => boolean, opts: IndexedReadOptions) {
     this.#fh = fh;
     this.#parser = parser;
     this.#offs = offs;
     this.#next = from;
     this.#end = Math.min(to, offs.count);
     this.#accept = accept;
-    this.offsets = offs;
-    this.first = from;
-    this.delivered = from;
+    this.rescanFrom = resumeAt;
     this.#gap = Math.max(0, opts.gapBytes ?? DEFAULT_GAP);
     this.#guess = Math.max(64, opts.guessBytes ?? DEFAULT_GUESS);
     this.#maxRead = Math.max(this.#guess, opts.maxReadBytes ?? DEFAULT_MAX_READ);
     this.#inFlight = Math.max(1, Math.floor(opts.inFlight ?? DEFAULT_IN_FLIGHT));
-    this.#sync = opts.sync === true;
   }
 
   /**
    * Opens `path` to read the records `offs[from, to)`, and learns the file's format and
-   * interfaces from its header while the first reads are already under way. `accept`
-   * says whether a record at a listed offset can be used as it is.
+   * interfaces from its header while the first reads are already under way. `resumeAt`
+   * is where a sequential read would have started (null: the file's first record):
+   * {@link rescanFrom} until a record is delivered. `accept` says whether a record at a
+   * listed offset can be used as it is.
    * @throws CamtapError CAMTAP_ERR_CAPTURE_OPEN when the file cannot be opened; capture errors for a bad header.
    */
   static async open(
@@ -170,6 +131,7 @@ export class IndexedRecordReader {
     offs: StreamOffsets,
     from: number,
     to: number,
+    resumeAt: number | null,
     accept: (r: CaptureRecord) => boolean,
     opts: IndexedReadOptions = {},
   ): Promise<IndexedRecordReader> {
@@ -180,13 +142,13 @@ export class IndexedRecordReader {
       throw new CamtapError('CAMTAP_ERR_CAPTURE_OPEN', { file: path, reason: (e as Error).message }, { cause: e });
     }
     const parser = new CaptureParser({ file: path });
-    const reader = new IndexedRecordReader(fh, parser, offs, from, to, accept, opts);
+    const reader = new IndexedRecordReader(fh, parser, offs, from, to, resumeAt, accept, opts);
     reader.#schedule();
     try {
       const buf = Buffer.allocUnsafe(HEADER_READ);
       let pos = 0;
       for (;;) {
-        const n = await readAt(fh.fd, buf, buf.length, pos);
+        const n = await readFully(fh, buf, buf.length, pos);
         if (n === 0) {
           parser.end(); // throws EMPTY for a 0-byte file, TRUNCATED inside the header
           break;
@@ -213,23 +175,12 @@ export class IndexedRecordReader {
    */
   async next(onRecord: (r: CaptureRecord) => boolean | void): Promise<IndexedStep> {
     if (this.#closed) return 'end';
-    let rd: PendingRead | undefined;
-    if (this.#sync) {
-      rd = this.#group();
-      if (rd === undefined) return 'end';
-      try {
-        rd.n = readAtSync(this.#fh.fd, rd.buf, rd.len, rd.base);
-      } catch (e) {
-        rd.err = e;
-      }
-    } else {
-      this.#schedule();
-      rd = this.#queue.shift();
-      if (rd === undefined) return 'end';
-      await rd.done;
-      // Keep the reads behind this one going while its records are handled.
-      this.#schedule();
-    }
+    this.#schedule();
+    const rd = this.#queue.shift();
+    if (rd === undefined) return 'end';
+    await rd.done;
+    // Keep the reads behind this one going while its records are handled.
+    this.#schedule();
     if (rd.err !== undefined) throw rd.err;
     this.bytes += rd.n;
     const offs = this.#offs;
@@ -242,13 +193,11 @@ export class IndexedRecordReader {
         return 'rescan';
       }
       const end = at + r.recordLen;
-      const v = onRecord(r);
-      this.delivered = i + 1;
-      this.deliveredEnd = end;
-      if (v === false) {
+      if (onRecord(r) === false) {
         this.#release(rd.buf);
         return 'stop';
       }
+      this.rescanFrom = end;
     }
     this.#release(rd.buf);
     return 'more';
@@ -263,33 +212,24 @@ export class IndexedRecordReader {
     await this.#fh.close();
   }
 
-  /** The next group of records close together, with a buffer for its read; undefined when every listed record has had one. */
-  #group(): PendingRead | undefined {
-    if (this.#next >= this.#end) return undefined;
-    const offs = this.#offs;
-    const from = this.#next;
-    const base = offs.at(from);
-    let last = base;
-    let to = from + 1;
-    while (to < this.#end) {
-      const o = offs.at(to);
-      if (o - last > this.#gap || o + this.#guess - base > this.#maxRead) break;
-      last = o;
-      to++;
-    }
-    this.#next = to;
-    this.reads++;
-    const len = last + this.#guess - base;
-    return { from, to, base, len, buf: this.#take(len), n: 0, err: undefined, done: DONE };
-  }
-
   /** Issues reads until `inFlight` are pending or every listed record has one. */
   #schedule(): void {
-    if (this.#sync) return;
-    while (!this.#closed && this.#queue.length < this.#inFlight) {
-      const rd = this.#group();
-      if (rd === undefined) return;
-      rd.done = readAt(this.#fh.fd, rd.buf, rd.len, rd.base).then(
+    const offs = this.#offs;
+    while (!this.#closed && this.#queue.length < this.#inFlight && this.#next < this.#end) {
+      const from = this.#next;
+      const base = offs.at(from);
+      let last = base;
+      let to = from + 1;
+      while (to < this.#end) {
+        const o = offs.at(to);
+        if (o - last > this.#gap || o + this.#guess - base > this.#maxRead) break;
+        last = o;
+        to++;
+      }
+      const len = last + this.#guess - base;
+      const buf = this.#take(len);
+      const rd: PendingRead = { from, to, base, buf, n: 0, err: undefined, done: Promise.resolve() };
+      rd.done = readFully(this.#fh, buf, len, base).then(
         (n) => {
           rd.n = n;
         },
@@ -297,6 +237,8 @@ export class IndexedRecordReader {
           rd.err = e;
         },
       );
+      this.reads++;
+      this.#next = to;
       this.#queue.push(rd);
     }
   }
@@ -317,17 +259,17 @@ export class IndexedRecordReader {
     return p.needBytes > 0 ? 'more' : null;
   }
 
-  /** A record longer than what its shared read covered: a read of its own (and a larger guess from now on). */
+  /** A record longer than what its shared read covered: a read of its own. */
   async #readOne(at: number): Promise<CaptureRecord | null> {
     let len = Math.max(this.#guess * 2, 65536);
     for (;;) {
       const buf = Buffer.allocUnsafe(len);
-      const n = this.#sync ? readAtSync(this.#fh.fd, buf, len, at) : await readAt(this.#fh.fd, buf, len, at);
+      const n = await readFully(this.#fh, buf, len, at);
       this.bytes += n;
       this.reads++;
       const r = this.#parse(buf, 0, n, at);
       if (r !== 'more') {
-        if (r !== null && r.recordLen > this.#guess) this.#guess = Math.min(r.recordLen + 64, MAX_GUESS);
+        if (r !== null && r.recordLen > this.#guess) this.#guess = Math.min(r.recordLen + 64, 262144);
         return r;
       }
       if (n < len) return null; // the file ends inside the record

@@ -125,10 +125,6 @@ export class SegmentScanner {
   #pos: number | null;
   #reader: CaptureFileReader | null = null;
   #indexed: IndexedRecordReader | null = null;
-  /** Where the indexed read of the current segment began (a record offset; null: its first record). */
-  #indexedFrom: number | null = null;
-  /** After a rescan: the records the indexed read delivered, skipped by the sequential read (the ones before `until` at offsets[from, to)). */
-  #skip: { offs: StreamOffsets; from: number; to: number; until: number } | null = null;
   #size = 0;
   #done = false;
   /** Segments skipped because their file is gone. */
@@ -188,17 +184,10 @@ export class SegmentScanner {
           this.#i++;
           this.#pos = null;
         } else {
-          // A record the index points at cannot be used alone (an IP fragment needs the ones
-          // before it): the segment sequentially from where its indexed read began, without
-          // the records already delivered.
+          // A record the index points at cannot be used alone: the rest of this segment sequentially.
           this.rescans++;
-          this.#pos = this.#indexedFrom;
-          if (indexed.delivered > indexed.first) this.#skip = { offs: indexed.offsets, from: indexed.first, to: indexed.delivered, until: indexed.deliveredEnd };
-          if (!(await this.#openSequential(seg))) {
-            this.#skip = null;
-            this.#i++;
-            this.#pos = null;
-          }
+          this.#pos = indexed.rescanFrom;
+          if (!(await this.#openSequential(seg))) this.#i++;
         }
         continue;
       }
@@ -207,15 +196,10 @@ export class SegmentScanner {
       let stopped = false;
       let chunk = this.#chunk;
       let end = pos;
-      const skip = this.#skip;
       for (;;) {
         const res = await reader.scanFrom(
           pos,
           (r) => {
-            if (skip !== null && r.fileOffset < skip.until) {
-              const k = skip.offs.indexOf(r.fileOffset);
-              if (k >= skip.from && k < skip.to) return true;
-            }
             if (onRecord(r, seg.id) === false) {
               stopped = true;
               return false;
@@ -237,7 +221,6 @@ export class SegmentScanner {
       }
       if (end <= pos) {
         // End of this segment's data (or a torn tail being written): on to the next one.
-        this.#skip = null;
         await this.#closeReader();
         this.#i++;
         this.#pos = null;
@@ -263,8 +246,7 @@ export class SegmentScanner {
         }
         if (plan !== null) {
           try {
-            this.#indexed = await IndexedRecordReader.open(loc.path, plan.offsets, plan.from, plan.to, new IndexedCheck(this.#stream!).accept, this.#indexedOpts);
-            this.#indexedFrom = this.#pos;
+            this.#indexed = await IndexedRecordReader.open(loc.path, plan.offsets, plan.from, plan.to, this.#pos, new IndexedCheck(this.#stream!).accept, this.#indexedOpts);
             this.indexedSegments++;
             return true;
           } catch (e) {
@@ -309,7 +291,7 @@ export class SegmentScanner {
     try {
       let reader = this.#readers.get(i);
       if (reader === undefined) {
-        reader = await SegmentIndexReader.open(this.#indexDir, seg.id, { offsetsOf: stream.id });
+        reader = await SegmentIndexReader.open(this.#indexDir, seg.id);
         this.#readers.set(i, reader);
       }
       if (reader === null) return null;
