@@ -1,30 +1,25 @@
 /**
  * Second-level metadata persisted per segment: for every RTP stream with packets in a
- * segment, a sparse position table (every keyframe-start packet and every Nth packet),
- * the record offset of every one of its packets, and a summary. A query reads the small
- * summaries to skip whole segments by time and stream, then one stream's table to find
- * the nearest preceding keyframe, then that stream's offsets to read only its own
- * records (a segment of 60 interleaved cameras holds 1/60 of a stream). Everything here
- * is derivable from the segment (camtap reindex), so a corrupt sidecar is an error to
- * report, never data lost.
+ * segment, a sparse position table (every keyframe-start packet and every Nth packet)
+ * and a summary. A query reads the small summaries to skip whole segments by time and
+ * stream, then one stream's table to find the nearest preceding keyframe, then reads the
+ * segment sequentially from that offset. Everything here is derivable from the segment
+ * (camtap reindex), so a corrupt sidecar is an error to report, never data lost.
  *
  * Files in the index dir (normally `<dataDir>/index/`), both written atomically:
  * - `seg-00000001.idx`           binary, layout below
  * - `seg-00000001.summary.json`  time range, packets, streams present with their summaries
  *
- * `.idx` layout, version 2 (little-endian). The "core" (header, stream table, entries)
- * is what a query needs to plan; it is read and checked whole. The offsets sections
- * after it are read one stream at a time, each with its own CRC, so a request never
- * reads the other streams' offsets (4 bytes per packet: most of the file).
+ * `.idx` layout (little-endian):
  * ```
  * header (24 bytes)
  *   0  char[4] magic "CTIX"
- *   4  u16     version (2; 1 is still read: no core size, no offsets)
+ *   4  u16     version (1)
  *   6  u16     header size (24)
  *   8  u32     segment id
  *  12  u32     stream count
  *  16  u32     sampling interval N (at most N packets from one entry to the next)
- *  20  u32     core size: bytes from 0 to the end of the core CRC (version 1: reserved 0)
+ *  20  u32     reserved (0)
  * stream table, per stream
  *      u16     id length L, then L bytes UTF-8 stream id, zero-padded to a multiple of 4 (2 + L + pad)
  *      u32     entry count
@@ -33,32 +28,17 @@
  *      u32 u32 earliest ts ns (high, low)
  *      u32 u32 latest ts ns (high, low)
  *      f64     min ext seq, max ext seq, first ext seq, last ext seq
- *      f64     file position of the stream's offsets section, 0 when it has none   (version 2)
- *      u32     bytes of the offsets section, 0 when none                         (version 2)
- *      u32     reserved (0)                                                       (version 2)
  * entry arrays, one per stream in table order, 20 bytes per entry
  *      u32 u32 ts ns (high, low)   exact 64-bit ns, no float rounding
  *      f64     byte offset of the packet's block in the segment file (external files may pass 4 GiB)
  *      u32     bit 31: keyframe start; bits 0-30: extended seq minus the stream's min ext seq
  *              (a segment holds far fewer than 2^31 packets of one stream)
- * u32          CRC-32 (IEEE) of every byte before it (end of the core)
- * offsets sections (version 2), one per stream that has one, in table order, each:
- *      u32     packets n (every packet of the stream in the segment, capture order)
- *      u32     blocks m
- *      m x     f64 base offset, u32 index of the block's first packet, u32 reserved (0)
- *      n x     u32 record offset minus its block's base (offsets ascend; a new block
- *              starts where the next offset is 4 GiB or more past the base: in-place
- *              external files may be larger than 4 GiB)
- *      u32     CRC-32 (IEEE) of the section's bytes before it
+ * trailer
+ *      u32     CRC-32 (IEEE) of every byte before it
  * ```
- * A stream has no offsets section when its offsets did not ascend (RTP interleaved in
- * TCP is located by the segment holding its `$`, which a retransmission can move back):
- * its reads stay sequential.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import * as zlib from 'node:zlib';
 import { CamtapError } from '../errors.js';
 
 export interface IndexEntry {
@@ -93,24 +73,15 @@ export interface SegmentSummary {
 }
 
 const MAGIC = 0x58495443; // "CTIX" read as u32 LE
-const VERSION = 2;
+const VERSION = 1;
 const HEADER = 24;
-/** Stream table bytes after the id: version 1, and version 2 with the offsets section's place. */
-const STREAM_FIXED_V1 = 4 + 4 + 8 + 16 + 32;
-const STREAM_FIXED = STREAM_FIXED_V1 + 16;
+const STREAM_FIXED = 4 + 4 + 8 + 16 + 32; // after the id
 const ENTRY = 20;
-const BLOCK = 16;
-/** Offsets section bytes besides the blocks and the deltas: packets, blocks, CRC. */
-const SECTION_FIXED = 12;
 const FLAG_KEYFRAME = 1;
 const KEY_BIT = 0x80000000;
 const SEQ_MASK = 0x7fffffff;
 const TWO32 = 4294967296;
-const U32_MAX = 0xffffffff;
 const NS = 1_000_000_000;
-/** First read of a sidecar: the whole core of any ordinary segment (the offsets sections are read per stream; copying what this reads of them costs less than a second read). */
-const HEAD_READ = 1024 * 1024;
-const LITTLE_ENDIAN = os.endianness() === 'LE';
 
 /** File names of a segment's sidecars. */
 export function indexFileNames(segmentId: number): { idx: string; summary: string } {
@@ -128,13 +99,10 @@ const CRC_TABLE = (() => {
   }
   return t;
 })();
-const nativeCrc32 = (zlib as { crc32?: (data: Uint8Array, value?: number) => number }).crc32;
 
-/** CRC-32 of buf[from, end). */
-function crc32(buf: Buffer, end: number, from = 0): number {
-  if (nativeCrc32 !== undefined) return nativeCrc32(buf.subarray(from, end)) >>> 0;
+function crc32(buf: Buffer, end: number): number {
   let c = 0xffffffff;
-  for (let i = from; i < end; i++) c = CRC_TABLE[(c ^ buf[i]!) & 0xff]! ^ (c >>> 8);
+  for (let i = 0; i < end; i++) c = CRC_TABLE[(c ^ buf[i]!) & 0xff]! ^ (c >>> 8);
   return (c ^ 0xffffffff) >>> 0;
 }
 
@@ -154,7 +122,7 @@ function hiLoToNs(hi: number, lo: number): bigint {
   return (BigInt(hi) << 32n) | BigInt(lo);
 }
 
-/** One stream's accumulating state. Entries and offsets live in growable typed arrays: no allocation per packet unless an array must grow. */
+/** One stream's accumulating state. Entries live in growable typed arrays: no allocation per packet unless one is kept and the arrays must grow. */
 class StreamTable {
   streamId: string;
   packets = 0;
@@ -175,15 +143,6 @@ class StreamTable {
   seq = new Float64Array(16);
   off = new Float64Array(16);
   flags = new Uint8Array(16);
-  /** Every packet's record offset minus its block's base; false once an offset did not ascend (then none are kept). */
-  offsOk = true;
-  nOffs = 0;
-  offs = new Uint32Array(256);
-  lastOff = -1;
-  blockBase = 0;
-  /** Blocks: base offset and index of the first packet (a new one every 4 GiB of file). */
-  blockBases: number[] = [];
-  blockFirsts: number[] = [];
 
   constructor(streamId: string) {
     this.streamId = streamId;
@@ -196,36 +155,6 @@ class StreamTable {
     this.seq[i] = extSeq;
     this.off[i] = offset;
     this.flags[i] = keyframe ? FLAG_KEYFRAME : 0;
-  }
-
-  /** Appends one packet's record offset (hot path: two comparisons and a store). */
-  pushOffset(offset: number): void {
-    if (!(offset > this.lastOff)) {
-      // Not ascending (or not a number): this stream's reads stay sequential.
-      this.offsOk = false;
-      this.offs = new Uint32Array(0);
-      this.nOffs = 0;
-      return;
-    }
-    let d = offset - this.blockBase;
-    if (this.nOffs === 0 || d > U32_MAX) {
-      this.blockBase = offset;
-      this.blockBases.push(offset);
-      this.blockFirsts.push(this.nOffs);
-      d = 0;
-    }
-    if (this.nOffs === this.offs.length) {
-      const n = new Uint32Array(this.offs.length * 2);
-      n.set(this.offs);
-      this.offs = n;
-    }
-    this.offs[this.nOffs++] = d;
-    this.lastOff = offset;
-  }
-
-  /** Bytes of the offsets section; 0 when the stream has none. */
-  sectionBytes(): number {
-    return this.offsOk && this.nOffs > 0 ? SECTION_FIXED + BLOCK * this.blockBases.length + 4 * this.nOffs : 0;
   }
 
   #grow(): void {
@@ -251,17 +180,17 @@ function toNs(sec: number, nsec: number): bigint {
 
 /**
  * Collects one segment's index while the segment is written. The capture pipeline calls
- * `add` for every RTP packet; every packet's record offset is kept, and a packet is also
- * kept as an entry when it starts a keyframe, is the stream's first in the segment, or
- * comes `every` packets after the last kept one (so no two consecutive entries are more
- * than `every` packets apart, and a keyframe resets the count: at low bitrates, where
- * keyframes come every few dozen packets, the table is little more than the keyframe
- * list). The rest only update the stream's counters. `write`/`writeSync` at seal.
+ * `add` for every RTP packet; a packet is kept as an entry when it starts a keyframe, is
+ * the stream's first in the segment, or comes `every` packets after the last kept one
+ * (so no two consecutive entries are more than `every` packets apart, and a keyframe
+ * resets the count: at low bitrates, where keyframes come every few dozen packets, the
+ * table is little more than the keyframe list). The rest only update the stream's
+ * counters. `write`/`writeSync` at seal.
  */
 export class SegmentIndexWriter {
   readonly segmentId: number;
   readonly #every: number;
-  /** Indexed by the pipeline's small stream key (several keys may share a table: a stream evicted and resumed gets a new key). */
+  /** Indexed by the pipeline's small stream key. */
   readonly #byKey: Array<StreamTable | undefined> = [];
   #packets = 0;
 
@@ -275,21 +204,10 @@ export class SegmentIndexWriter {
     return this.#packets;
   }
 
-  /**
-   * Maps the pipeline's small integer key to the stream's stable id (may come before or
-   * after its first `add`). A key registered under an id another key already has joins
-   * that stream's table (one table per stream id: the pipeline gives a stream that
-   * resumes after eviction a new key).
-   */
+  /** Maps the pipeline's small integer key to the stream's stable id (may come before or after its first `add`). */
   registerStream(streamKey: number, streamId: string): void {
     const t = this.#byKey[streamKey];
-    if (t && t.packets > 0) {
-      t.streamId = streamId;
-      return;
-    }
-    const same = this.#byKey.find((x) => x !== undefined && x !== t && x.streamId === streamId);
-    if (same) this.#byKey[streamKey] = same;
-    else if (t) t.streamId = streamId;
+    if (t) t.streamId = streamId;
     else this.#byKey[streamKey] = new StreamTable(streamId);
   }
 
@@ -324,21 +242,12 @@ export class SegmentIndexWriter {
     } else {
       t.sinceKept++;
     }
-    if (t.offsOk) t.pushOffset(offset);
     t.packets++;
     this.#packets++;
   }
 
-  /** The tables with packets, in key order, each once. */
   #tables(): StreamTable[] {
-    const out: StreamTable[] = [];
-    const seen = new Set<StreamTable>();
-    for (const t of this.#byKey) {
-      if (t === undefined || t.packets === 0 || seen.has(t)) continue;
-      seen.add(t);
-      out.push(t);
-    }
-    return out;
+    return this.#byKey.filter((t): t is StreamTable => t !== undefined && t.packets > 0);
   }
 
   /** The segment's summary as it stands. */
@@ -370,24 +279,19 @@ export class SegmentIndexWriter {
   encode(): Buffer {
     const tables = this.#tables();
     const ids = tables.map((t) => Buffer.from(t.streamId, 'utf8'));
-    let core = HEADER + 4;
-    let sections = 0;
+    let size = HEADER + 4;
     for (let i = 0; i < tables.length; i++) {
       if (ids[i]!.length > 0xffff) throw new RangeError(`stream id longer than 65535 bytes: ${tables[i]!.streamId.slice(0, 40)}...`);
-      core += pad4(2 + ids[i]!.length) + STREAM_FIXED + tables[i]!.count * ENTRY;
-      sections += tables[i]!.sectionBytes();
+      size += pad4(2 + ids[i]!.length) + STREAM_FIXED + tables[i]!.count * ENTRY;
     }
-    if (core > U32_MAX) throw new RangeError(`segment ${this.segmentId}: index core of ${core} bytes`);
-    const b = Buffer.alloc(core + sections);
+    const b = Buffer.alloc(size);
     b.writeUInt32LE(MAGIC, 0);
     b.writeUInt16LE(VERSION, 4);
     b.writeUInt16LE(HEADER, 6);
     b.writeUInt32LE(this.segmentId, 8);
     b.writeUInt32LE(tables.length, 12);
     b.writeUInt32LE(this.#every, 16);
-    b.writeUInt32LE(core, 20);
     let p = HEADER;
-    let sectionAt = core;
     const hl = new Uint32Array(2);
     for (let i = 0; i < tables.length; i++) {
       const t = tables[i]!;
@@ -408,10 +312,6 @@ export class SegmentIndexWriter {
       b.writeDoubleLE(t.maxExtSeq, p + 40);
       b.writeDoubleLE(t.firstExtSeq, p + 48);
       b.writeDoubleLE(t.lastExtSeq, p + 56);
-      const bytes = t.sectionBytes();
-      b.writeDoubleLE(bytes > 0 ? sectionAt : 0, p + 64);
-      b.writeUInt32LE(bytes, p + 72);
-      sectionAt += bytes;
       p += STREAM_FIXED;
     }
     for (const t of tables) {
@@ -426,28 +326,6 @@ export class SegmentIndexWriter {
       }
     }
     b.writeUInt32LE(crc32(b, p), p);
-    p += 4;
-    for (const t of tables) {
-      if (t.sectionBytes() === 0) continue;
-      const start = p;
-      const m = t.blockBases.length;
-      b.writeUInt32LE(t.nOffs, p);
-      b.writeUInt32LE(m, p + 4);
-      p += 8;
-      for (let k = 0; k < m; k++) {
-        b.writeDoubleLE(t.blockBases[k]!, p);
-        b.writeUInt32LE(t.blockFirsts[k]!, p + 8);
-        p += BLOCK;
-      }
-      if (LITTLE_ENDIAN && (b.byteOffset + p) % 4 === 0) {
-        new Uint32Array(b.buffer, b.byteOffset + p, t.nOffs).set(t.offs.subarray(0, t.nOffs));
-      } else {
-        for (let k = 0; k < t.nOffs; k++) b.writeUInt32LE(t.offs[k]!, p + 4 * k);
-      }
-      p += 4 * t.nOffs;
-      b.writeUInt32LE(crc32(b, p, start), p);
-      p += 4;
-    }
     return b;
   }
 
@@ -583,82 +461,9 @@ export async function readSummary(dir: string, segmentId: number): Promise<Segme
   return parseSummary(text, file, segmentId);
 }
 
-/**
- * Record offsets of every packet of one stream in one segment, in capture order (which
- * is file order: they ascend). Random access without decoding: a packet's offset is its
- * block's base plus a u32.
- */
-export class StreamOffsets {
-  /** Packets of the stream in the segment. */
-  readonly count: number;
-  readonly #bases: number[];
-  readonly #firsts: number[];
-  readonly #deltas: Uint32Array;
-  readonly #base0: number;
-
-  /** @param bases per block, the base offset; @param firsts per block, the index of its first packet (ascending, the first 0). */
-  constructor(bases: number[], firsts: number[], deltas: Uint32Array) {
-    this.count = deltas.length;
-    this.#bases = bases;
-    this.#firsts = firsts;
-    this.#deltas = deltas;
-    this.#base0 = bases[0] ?? 0;
-  }
-
-  /** Offsets as given (for tests and tools): absolute values, ascending. */
-  static of(offsets: readonly number[]): StreamOffsets {
-    const bases: number[] = [];
-    const firsts: number[] = [];
-    const deltas = new Uint32Array(offsets.length);
-    let base = 0;
-    offsets.forEach((o, i) => {
-      if (i === 0 || o - base > U32_MAX) {
-        base = o;
-        bases.push(o);
-        firsts.push(i);
-      }
-      deltas[i] = o - base;
-    });
-    return new StreamOffsets(bases, firsts, deltas);
-  }
-
-  /** Record offset of the stream's packet `i` (0 <= i < count). */
-  at(i: number): number {
-    const firsts = this.#firsts;
-    if (firsts.length <= 1) return this.#base0 + this.#deltas[i]!;
-    let lo = 0;
-    let hi = firsts.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >>> 1;
-      if (firsts[mid]! <= i) lo = mid;
-      else hi = mid - 1;
-    }
-    return this.#bases[lo]! + this.#deltas[i]!;
-  }
-
-  /** Index of the first packet whose record starts at or after `offset` (count when none). */
-  lowerBound(offset: number): number {
-    let lo = 0;
-    let hi = this.count;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.at(mid) < offset) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  }
-
-  /** Index of the packet whose record starts at `offset`; -1 when no packet of the stream starts there. */
-  indexOf(offset: number): number {
-    const i = this.lowerBound(offset);
-    return i < this.count && this.at(i) === offset ? i : -1;
-  }
-}
-
-const EMPTY_OFFSETS = new StreamOffsets([], [], new Uint32Array(0));
-
 /** One stream's decoded table in the reader. */
 interface LoadedStream {
+  summary: StreamSummary;
   ts: bigint[];
   seq: Float64Array;
   off: Float64Array;
@@ -669,75 +474,98 @@ interface LoadedStream {
   firstIdx: number;
 }
 
-/** One stream as the stream table describes it; entries and offsets are decoded on first use. */
-interface StreamMeta {
-  summary: StreamSummary;
-  /** Position of the entries in the core buffer. */
-  entriesAt: number;
-  /** Offsets section in the file (0 bytes: none). */
-  sectionAt: number;
-  sectionBytes: number;
-  loaded: LoadedStream | null;
-  offsets: Promise<StreamOffsets | null> | null;
-}
-
-/** Which file a reader read, to tell whether the sidecar was replaced (camtap reindex renames a new one over it) before an offsets section is read. */
-interface FileIdentity {
-  dev: number;
-  ino: number;
-  size: number;
-  mtimeMs: number;
-}
-
-async function readFully(fh: fs.promises.FileHandle, buf: Buffer, pos: number): Promise<number> {
-  let got = 0;
-  while (got < buf.length) {
-    const { bytesRead } = await fh.read(buf, got, buf.length - got, pos + got);
-    if (bytesRead === 0) break;
-    got += bytesRead;
-  }
-  return got;
-}
-
-/** A zero-filled buffer of its own ArrayBuffer (offset 0, so u32 arrays can view it). */
-function ownBuffer(n: number): Buffer {
-  return Buffer.from(new ArrayBuffer(n));
-}
-
-/**
- * Reads a segment's `.idx` (the summary is rebuilt from it, so the JSON is not needed
- * here). Opening reads and checks the core (header, stream table, entries); a stream's
- * entries are decoded when first asked for, and its offsets section is read (and its CRC
- * checked) by {@link offsets}.
- */
+/** Reads a segment's `.idx` (the summary is rebuilt from it, so the JSON is not needed here). */
 export class SegmentIndexReader {
   readonly segmentId: number;
   readonly summary: SegmentSummary;
-  /** Format version of the file (1: no offsets). */
-  readonly version: number;
-  readonly #file: string;
-  readonly #core: Buffer;
-  /** The whole file when it was read whole; else the offsets sections are read from `#file`. */
-  readonly #whole: Buffer | null;
-  readonly #ident: FileIdentity | null;
-  readonly #streams: Map<string, StreamMeta>;
+  readonly #streams: Map<string, LoadedStream>;
 
-  private constructor(
-    segmentId: number,
-    version: number,
-    file: string,
-    core: Buffer,
-    whole: Buffer | null,
-    ident: FileIdentity | null,
-    streams: Map<string, StreamMeta>,
-  ) {
+  private constructor(segmentId: number, summary: SegmentSummary, streams: Map<string, LoadedStream>) {
     this.segmentId = segmentId;
-    this.version = version;
-    this.#file = file;
-    this.#core = core;
-    this.#whole = whole;
-    this.#ident = ident;
+    this.summary = summary;
     this.#streams = streams;
+  }
+
+  /** Loads and checks `seg-N.idx` in dir. CAMTAP_ERR_INDEX naming the file when missing, truncated or corrupt. */
+  static async open(dir: string, segmentId: number): Promise<SegmentIndexReader> {
+    const file = path.join(dir, indexFileNames(segmentId).idx);
+    let b: Buffer;
+    try {
+      b = await fs.promises.readFile(file);
+    } catch (e) {
+      throw indexError(file, `cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, e);
+    }
+    return SegmentIndexReader.decode(b, file, segmentId);
+  }
+
+  /** Decodes `.idx` bytes; `file` only names the source in errors. */
+  static decode(b: Buffer, file: string, segmentId: number): SegmentIndexReader {
+    if (b.length < HEADER + 4) throw indexError(file, `${b.length} bytes, shorter than the ${HEADER + 4}-byte minimum`);
+    if (b.readUInt32LE(0) !== MAGIC) throw indexError(file, `bad magic 0x${b.readUInt32BE(0).toString(16)} (expected "CTIX")`);
+    const version = b.readUInt16LE(4);
+    if (version !== VERSION) throw indexError(file, `unsupported version ${version}`);
+    const crcAt = b.length - 4;
+    const crc = crc32(b, crcAt);
+    if (crc !== b.readUInt32LE(crcAt)) throw indexError(file, `checksum mismatch (stored 0x${b.readUInt32LE(crcAt).toString(16)}, computed 0x${crc.toString(16)})`);
+    const headerSize = b.readUInt16LE(6);
+    const id = b.readUInt32LE(8);
+    if (id !== segmentId) throw indexError(file, `holds segment ${id}, expected ${segmentId}`);
+    const nStreams = b.readUInt32LE(12);
+    let p = headerSize;
+    const need = (n: number, what: string): void => {
+      if (p + n > crcAt) throw indexError(file, `offset ${p}: truncated ${what}`);
+    };
+    const metas: Array<{ summary: StreamSummary; count: number }> = [];
+    for (let i = 0; i < nStreams; i++) {
+      need(2, 'stream table');
+      const idLen = b.readUInt16LE(p);
+      need(pad4(2 + idLen) + STREAM_FIXED, 'stream table');
+      const streamId = b.toString('utf8', p + 2, p + 2 + idLen);
+      p += pad4(2 + idLen);
+      const count = b.readUInt32LE(p);
+      metas.push({
+        count,
+        summary: {
+          streamId,
+          entries: count,
+          keyframes: b.readUInt32LE(p + 4),
+          packets: b.readDoubleLE(p + 8),
+          firstTsNs: hiLoToNs(b.readUInt32LE(p + 16), b.readUInt32LE(p + 20)),
+          lastTsNs: hiLoToNs(b.readUInt32LE(p + 24), b.readUInt32LE(p + 28)),
+          minExtSeq: b.readDoubleLE(p + 32),
+          maxExtSeq: b.readDoubleLE(p + 40),
+          firstExtSeq: b.readDoubleLE(p + 48),
+          lastExtSeq: b.readDoubleLE(p + 56),
+        },
+      });
+      p += STREAM_FIXED;
+    }
+    const streams = new Map<string, LoadedStream>();
+    for (const m of metas) {
+      need(m.count * ENTRY, `entries of stream ${m.summary.streamId}`);
+      const ts: bigint[] = new Array<bigint>(m.count);
+      const seq = new Float64Array(m.count);
+      const off = new Float64Array(m.count);
+      const key = new Uint8Array(m.count);
+      for (let i = 0; i < m.count; i++) {
+        ts[i] = hiLoToNs(b.readUInt32LE(p), b.readUInt32LE(p + 4));
+        off[i] = b.readDoubleLE(p + 8);
+        const w = b.readUInt32LE(p + 16);
+        seq[i] = m.summary.minExtSeq + (w & SEQ_MASK);
+        key[i] = w & KEY_BIT ? FLAG_KEYFRAME : 0;
+        p += ENTRY;
+      }
+      const byTime = (x: number, y: number): number => (ts[x]! < ts[y]! ? -1 : ts[x]! > ts[y]! ? 1 : off[x]! - off[y]!);
+      const keyIdx: number[] = [];
+      let firstIdx = 0;
+      for (let i = 0; i < m.count; i++) {
+        if (key[i]) keyIdx.push(i);
+        if (byTime(i, firstIdx) < 0) firstIdx = i;
+      }
+      keyIdx.sort(byTime);
+      streams.set(m.summary.streamId, { summary: m.summary, ts, seq, off, key, keyIdx, firstIdx });
+    }
+    if (p !== crcAt) throw indexError(file, `offset ${p}: ${crcAt - p} unexpected bytes before the checksum`);
     let first: bigint | null = null;
     let last: bigint | null = null;
     let packets = 0;
@@ -746,87 +574,8 @@ export class SegmentIndexReader {
       if (first === null || s.summary.firstTsNs < first) first = s.summary.firstTsNs;
       if (last === null || s.summary.lastTsNs > last) last = s.summary.lastTsNs;
     }
-    this.summary = { segment: segmentId, packets, firstTsNs: first, lastTsNs: last, streams: [...streams.values()].map((s) => s.summary) };
-  }
-
-  /**
-   * Loads and checks `seg-N.idx` in dir (its core). With `offsetsOf`, that stream's
-   * offsets section is read too while the file is open (a replay's first packet waits
-   * for it). CAMTAP_ERR_INDEX naming the file when missing, truncated or corrupt.
-   */
-  static async open(dir: string, segmentId: number, opts: { offsetsOf?: string } = {}): Promise<SegmentIndexReader> {
-    const file = path.join(dir, indexFileNames(segmentId).idx);
-    const cannot = (e: unknown) => indexError(file, `cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, e);
-    let fh: fs.promises.FileHandle;
-    try {
-      fh = await fs.promises.open(file, 'r');
-    } catch (e) {
-      throw cannot(e);
-    }
-    try {
-      let st: fs.Stats;
-      let head: Buffer;
-      try {
-        // Size and the first bytes at once: one wait on the thread pool instead of two.
-        const buf = Buffer.allocUnsafe(HEAD_READ);
-        const [stat, n] = await Promise.all([fh.stat(), readFully(fh, buf, 0)]);
-        st = stat;
-        head = buf.subarray(0, n);
-      } catch (e) {
-        throw cannot(e);
-      }
-      // A small file read whole: keep a copy of its size, not the read buffer.
-      if (head.length === st.size) return SegmentIndexReader.decode(Buffer.from(head), file, segmentId);
-      if (head.length > st.size) throw indexError(file, `changed while read (${st.size} bytes, then ${head.length})`);
-      checkHeader(head, file);
-      const version = head.readUInt16LE(4);
-      if (version === 1) {
-        const whole = Buffer.allocUnsafe(st.size);
-        head.copy(whole);
-        try {
-          await readFully(fh, whole.subarray(head.length), head.length);
-        } catch (e) {
-          throw cannot(e);
-        }
-        return SegmentIndexReader.decode(whole, file, segmentId);
-      }
-      const coreSize = head.readUInt32LE(20);
-      if (coreSize < HEADER + 4) throw indexError(file, `core size ${coreSize} is shorter than the ${HEADER + 4}-byte minimum`);
-      if (coreSize > st.size) throw indexError(file, `truncated: ${st.size} bytes, the core needs ${coreSize}`);
-      let core = head.subarray(0, coreSize);
-      if (coreSize > head.length) {
-        core = Buffer.allocUnsafe(coreSize);
-        head.copy(core);
-        try {
-          await readFully(fh, core.subarray(head.length), head.length);
-        } catch (e) {
-          throw cannot(e);
-        }
-      }
-      const streams = parseCore(core, coreSize, file, segmentId, version, st.size);
-      const ident = { dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
-      const reader = new SegmentIndexReader(segmentId, version, file, core, null, ident, streams);
-      const want = opts.offsetsOf === undefined ? undefined : streams.get(opts.offsetsOf);
-      if (want !== undefined && want.sectionBytes > 0) {
-        const section = await reader.#readSectionFrom(fh, want, head);
-        want.offsets = Promise.resolve(section);
-      }
-      return reader;
-    } finally {
-      // Nothing waits for the close.
-      fh.close().catch(() => undefined);
-    }
-  }
-
-  /** Decodes a whole `.idx` file's bytes; `file` only names the source in errors. */
-  static decode(b: Buffer, file: string, segmentId: number): SegmentIndexReader {
-    checkHeader(b, file);
-    const version = b.readUInt16LE(4);
-    const coreSize = version === 1 ? b.length : b.readUInt32LE(20);
-    if (version !== 1 && coreSize < HEADER + 4) throw indexError(file, `core size ${coreSize} is shorter than the ${HEADER + 4}-byte minimum`);
-    if (coreSize > b.length) throw indexError(file, `truncated: ${b.length} bytes, the core needs ${coreSize}`);
-    const streams = parseCore(b, coreSize, file, segmentId, version, b.length);
-    return new SegmentIndexReader(segmentId, version, file, b.subarray(0, coreSize), b, null, streams);
+    const summary: SegmentSummary = { segment: segmentId, packets, firstTsNs: first, lastTsNs: last, streams: [...streams.values()].map((s) => s.summary) };
+    return new SegmentIndexReader(segmentId, summary, streams);
   }
 
   /** Stream ids with packets in this segment. */
@@ -836,7 +585,7 @@ export class SegmentIndexReader {
 
   /** The stream's kept entries in capture order ([] when the stream is not in this segment). */
   entries(streamId: string): IndexEntry[] {
-    const s = this.#loaded(streamId);
+    const s = this.#streams.get(streamId);
     if (!s) return [];
     const out: IndexEntry[] = new Array<IndexEntry>(s.ts.length);
     for (let i = 0; i < s.ts.length; i++) out[i] = entryAt(s, i);
@@ -850,7 +599,7 @@ export class SegmentIndexReader {
    * null when the stream has no packets here.
    */
   seekKeyframe(streamId: string, tsNs: bigint): IndexEntry | null {
-    const s = this.#loaded(streamId);
+    const s = this.#streams.get(streamId);
     if (!s || s.ts.length === 0) return null;
     // Last keyframe whose ts <= tsNs.
     let lo = 0;
@@ -862,210 +611,6 @@ export class SegmentIndexReader {
     }
     return entryAt(s, lo > 0 ? s.keyIdx[lo - 1]! : s.firstIdx);
   }
-
-  /**
-   * The first entry in capture order, at or after record offset `fromOffset`, captured
-   * after `tsNs`: no packet of the stream captured after `tsNs` comes before it in the
-   * file (so a read that must stop at the first packet past `tsNs` can stop at it). Null
-   * when none is.
-   */
-  entryAfter(streamId: string, tsNs: bigint, fromOffset = 0): IndexEntry | null {
-    const s = this.#loaded(streamId);
-    if (!s) return null;
-    for (let i = 0; i < s.ts.length; i++) if (s.off[i]! >= fromOffset && s.ts[i]! > tsNs) return entryAt(s, i);
-    return null;
-  }
-
-  /** Whether the file keeps per-packet offsets (version 2): then a stream without an offsets section either has none here or was not recordable. */
-  get hasOffsets(): boolean {
-    return this.version >= 2;
-  }
-
-  /**
-   * Record offsets of every packet of the stream in this segment, read from its offsets
-   * section (once; later calls share it). An empty list when the stream has no packets
-   * here; null when the file cannot tell (version 1, a stream whose offsets did not
-   * ascend, or a sidecar replaced since it was opened): read the segment sequentially.
-   * @throws CamtapError CAMTAP_ERR_INDEX when the section is truncated or fails its CRC.
-   */
-  offsets(streamId: string): Promise<StreamOffsets | null> {
-    const s = this.#streams.get(streamId);
-    if (!s) return Promise.resolve(this.version >= 2 ? EMPTY_OFFSETS : null);
-    if (this.version < 2 || s.sectionBytes === 0) return Promise.resolve(null);
-    s.offsets ??= this.#readSection(s);
-    return s.offsets;
-  }
-
-  async #readSection(s: StreamMeta): Promise<StreamOffsets | null> {
-    const file = this.#file;
-    if (this.#whole !== null) return decodeSection(this.#whole.subarray(s.sectionAt, s.sectionAt + s.sectionBytes), file, s);
-    let fh: fs.promises.FileHandle;
-    try {
-      fh = await fs.promises.open(file, 'r');
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw indexError(file, `cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, e);
-    }
-    try {
-      const st = await fh.stat();
-      const id = this.#ident!;
-      // Replaced since opened (camtap reindex): its sections may sit elsewhere. The segment is read sequentially instead.
-      if (st.dev !== id.dev || st.ino !== id.ino || st.size !== id.size || st.mtimeMs !== id.mtimeMs) return null;
-      return await this.#readSectionFrom(fh, s, null);
-    } finally {
-      fh.close().catch(() => undefined);
-    }
-  }
-
-  /** Reads and decodes a section from the open file (or from `head`, the file's first bytes, when they hold it). */
-  async #readSectionFrom(fh: fs.promises.FileHandle, s: StreamMeta, head: Buffer | null): Promise<StreamOffsets> {
-    const file = this.#file;
-    const end = s.sectionAt + s.sectionBytes;
-    if (head !== null && end <= head.length) return decodeSection(head.subarray(s.sectionAt, end), file, s);
-    const buf = ownBuffer(s.sectionBytes);
-    let n: number;
-    try {
-      n = await readFully(fh, buf, s.sectionAt);
-    } catch (e) {
-      throw indexError(file, `cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, e);
-    }
-    if (n !== s.sectionBytes) throw indexError(file, `offset ${s.sectionAt}: truncated offsets of stream ${s.summary.streamId}`);
-    return decodeSection(buf, file, s);
-  }
-
-  #loaded(streamId: string): LoadedStream | null {
-    const s = this.#streams.get(streamId);
-    if (!s) return null;
-    s.loaded ??= decodeEntries(this.#core, s);
-    return s.loaded;
-  }
-}
-
-/** Magic, version and the minimum size (the segment id is checked with the CRC, in parseCore). */
-function checkHeader(b: Buffer, file: string): void {
-  if (b.length < HEADER + 4) throw indexError(file, `${b.length} bytes, shorter than the ${HEADER + 4}-byte minimum`);
-  if (b.readUInt32LE(0) !== MAGIC) throw indexError(file, `bad magic 0x${b.readUInt32BE(0).toString(16)} (expected "CTIX")`);
-  const version = b.readUInt16LE(4);
-  if (version !== 1 && version !== VERSION) throw indexError(file, `unsupported version ${version}`);
-}
-
-/** Checks the core's CRC and structure and reads its stream table; `fileSize` bounds the offsets sections. */
-function parseCore(b: Buffer, coreSize: number, file: string, segmentId: number, version: number, fileSize: number): Map<string, StreamMeta> {
-  const crcAt = coreSize - 4;
-  const crc = crc32(b, crcAt);
-  if (crc !== b.readUInt32LE(crcAt)) throw indexError(file, `checksum mismatch (stored 0x${b.readUInt32LE(crcAt).toString(16)}, computed 0x${crc.toString(16)})`);
-  const headerSize = b.readUInt16LE(6);
-  const id = b.readUInt32LE(8);
-  if (id !== segmentId) throw indexError(file, `holds segment ${id}, expected ${segmentId}`);
-  const nStreams = b.readUInt32LE(12);
-  const fixed = version === 1 ? STREAM_FIXED_V1 : STREAM_FIXED;
-  let p = headerSize;
-  const need = (n: number, what: string): void => {
-    if (p + n > crcAt) throw indexError(file, `offset ${p}: truncated ${what}`);
-  };
-  const metas: StreamMeta[] = [];
-  for (let i = 0; i < nStreams; i++) {
-    need(2, 'stream table');
-    const idLen = b.readUInt16LE(p);
-    need(pad4(2 + idLen) + fixed, 'stream table');
-    const streamId = b.toString('utf8', p + 2, p + 2 + idLen);
-    p += pad4(2 + idLen);
-    const count = b.readUInt32LE(p);
-    metas.push({
-      summary: {
-        streamId,
-        entries: count,
-        keyframes: b.readUInt32LE(p + 4),
-        packets: b.readDoubleLE(p + 8),
-        firstTsNs: hiLoToNs(b.readUInt32LE(p + 16), b.readUInt32LE(p + 20)),
-        lastTsNs: hiLoToNs(b.readUInt32LE(p + 24), b.readUInt32LE(p + 28)),
-        minExtSeq: b.readDoubleLE(p + 32),
-        maxExtSeq: b.readDoubleLE(p + 40),
-        firstExtSeq: b.readDoubleLE(p + 48),
-        lastExtSeq: b.readDoubleLE(p + 56),
-      },
-      entriesAt: 0,
-      sectionAt: version === 1 ? 0 : b.readDoubleLE(p + 64),
-      sectionBytes: version === 1 ? 0 : b.readUInt32LE(p + 72),
-      loaded: null,
-      offsets: null,
-    });
-    p += fixed;
-  }
-  const streams = new Map<string, StreamMeta>();
-  let end = coreSize;
-  for (const m of metas) {
-    need(m.summary.entries * ENTRY, `entries of stream ${m.summary.streamId}`);
-    m.entriesAt = p;
-    p += m.summary.entries * ENTRY;
-    if (m.sectionBytes > 0) {
-      if (m.sectionAt !== end || m.sectionBytes % 4 !== 0) throw indexError(file, `offsets section of stream ${m.summary.streamId} at ${m.sectionAt} (${m.sectionBytes} bytes), expected at ${end}`);
-      end += m.sectionBytes;
-    }
-    streams.set(m.summary.streamId, m);
-  }
-  if (p !== crcAt) throw indexError(file, `offset ${p}: ${crcAt - p} unexpected bytes before the checksum`);
-  if (version >= 2 && end !== fileSize) {
-    throw indexError(file, end > fileSize ? `truncated: ${fileSize} bytes, the offsets sections end at ${end}` : `${fileSize - end} unexpected bytes after the offsets sections`);
-  }
-  return streams;
-}
-
-function decodeEntries(b: Buffer, m: StreamMeta): LoadedStream {
-  const count = m.summary.entries;
-  const ts: bigint[] = new Array<bigint>(count);
-  const seq = new Float64Array(count);
-  const off = new Float64Array(count);
-  const key = new Uint8Array(count);
-  let p = m.entriesAt;
-  for (let i = 0; i < count; i++) {
-    ts[i] = hiLoToNs(b.readUInt32LE(p), b.readUInt32LE(p + 4));
-    off[i] = b.readDoubleLE(p + 8);
-    const w = b.readUInt32LE(p + 16);
-    seq[i] = m.summary.minExtSeq + (w & SEQ_MASK);
-    key[i] = w & KEY_BIT ? FLAG_KEYFRAME : 0;
-    p += ENTRY;
-  }
-  const byTime = (x: number, y: number): number => (ts[x]! < ts[y]! ? -1 : ts[x]! > ts[y]! ? 1 : off[x]! - off[y]!);
-  const keyIdx: number[] = [];
-  let firstIdx = 0;
-  for (let i = 0; i < count; i++) {
-    if (key[i]) keyIdx.push(i);
-    if (byTime(i, firstIdx) < 0) firstIdx = i;
-  }
-  keyIdx.sort(byTime);
-  return { ts, seq, off, key, keyIdx, firstIdx };
-}
-
-/** Checks and decodes one offsets section (layout in the module comment). */
-function decodeSection(buf: Buffer, file: string, s: StreamMeta): StreamOffsets {
-  const what = `offsets of stream ${s.summary.streamId} (at ${s.sectionAt})`;
-  const n = buf.length >= 8 ? buf.readUInt32LE(0) : -1;
-  const m = buf.length >= 8 ? buf.readUInt32LE(4) : -1;
-  if (n < 0 || SECTION_FIXED + BLOCK * m + 4 * n !== buf.length) throw indexError(file, `${what}: ${buf.length} bytes do not hold ${n} offsets in ${m} blocks`);
-  const crcAt = buf.length - 4;
-  const crc = crc32(buf, crcAt);
-  if (crc !== buf.readUInt32LE(crcAt)) throw indexError(file, `${what}: checksum mismatch (stored 0x${buf.readUInt32LE(crcAt).toString(16)}, computed 0x${crc.toString(16)})`);
-  if (n !== s.summary.packets) throw indexError(file, `${what}: ${n} offsets for ${s.summary.packets} packets`);
-  const bases: number[] = [];
-  const firsts: number[] = [];
-  let p = 8;
-  for (let k = 0; k < m; k++) {
-    const first = buf.readUInt32LE(p + 8);
-    if ((k === 0 && first !== 0) || (k > 0 && first <= firsts[k - 1]!) || first >= n) throw indexError(file, `${what}: block ${k} starts at packet ${first}`);
-    bases.push(buf.readDoubleLE(p));
-    firsts.push(first);
-    p += BLOCK;
-  }
-  if (n > 0 && m === 0) throw indexError(file, `${what}: no blocks`);
-  let deltas: Uint32Array;
-  if (LITTLE_ENDIAN && (buf.byteOffset + p) % 4 === 0) {
-    deltas = new Uint32Array(buf.buffer, buf.byteOffset + p, n);
-  } else {
-    deltas = new Uint32Array(n);
-    for (let i = 0; i < n; i++) deltas[i] = buf.readUInt32LE(p + 4 * i);
-  }
-  return new StreamOffsets(bases, firsts, deltas);
 }
 
 function entryAt(s: LoadedStream, i: number): IndexEntry {
