@@ -58,13 +58,17 @@ t.test('a live camera is served at /live/<camera> while the VMS streams, decodab
   const base = `rtsp://127.0.0.1:${serve.rtsp}`;
 
   // The stream is live once the tap has seen the VMS's session and its first packets.
-  const c = await RawRtsp.connect(serve.rtsp);
+  let c = await RawRtsp.connect(serve.rtsp);
   t.teardown(() => c.close());
   let desc = null;
   for (let i = 0; i < 100; i++) {
     desc = await c.request('DESCRIBE', `${base}/live/labcam`, { Accept: 'application/sdp' });
-    if (desc?.status === 200) break;
+    // Other tests stream on loopback too: wait for this camera's own (dialog-announced
+    // H.264) stream, on a new connection (a connection keeps the feed it resolved).
+    if (desc?.status === 200 && /H264\/90000/.test(desc.body.toString('utf8'))) break;
+    c.close();
     await sleep(200);
+    c = await RawRtsp.connect(serve.rtsp);
   }
   t.equal(desc?.status, 200, 'DESCRIBE /live/labcam answers 200 once the camera streams');
   const sdp = desc?.body.toString('utf8') ?? '';
