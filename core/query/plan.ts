@@ -193,7 +193,8 @@ export async function planReplay(catalog: Catalog, selector: StreamSelector, now
     cameraAddresses: (n) => cameras.filter((c) => c.name === n).map((c) => c.address),
     vmsAddresses: (n) => vms.filter((v) => v.name === n).map((v) => v.address),
   };
-  const all = await catalog.listStreams();
+  // A stream id names at most one record: read that one, not the whole list (a request by id is what a replay URL makes).
+  const all = selector.id !== undefined ? [await catalog.getStream(selector.id)].filter((s): s is StreamRecord => s !== undefined) : await catalog.listStreams();
   const cands = all.filter((s) => s.direction !== 'client->server' && matchesSelector(s, selector, names));
   if (cands.length === 0) throw new CamtapError('CAMTAP_ERR_NOT_FOUND', { what: 'stream', id: describeSelector(selector) });
 
@@ -221,13 +222,17 @@ export async function planReplay(catalog: Catalog, selector: StreamSelector, now
     });
   }
 
-  const sessions = stream.session !== null || stream.url !== null ? await catalog.listSessions() : [];
+  const lookbackNs = BigInt(Math.max(0, Math.round(opts.keyframeLookbackMs ?? DEFAULT_LOOKBACK_MS))) * NS_PER_MS;
+  // Both catalog reads at once: the sessions (every dialog, with its requests) are the larger one.
+  const [sessions, inRange] = await Promise.all([
+    stream.session !== null || stream.url !== null ? catalog.listSessions() : Promise.resolve([]),
+    catalog.segmentsInRange(startNs - lookbackNs, endNs),
+  ]);
   const session = findSession(stream, sessions);
   const sdp = planSdp(stream, session, sessions);
 
-  const lookbackNs = BigInt(Math.max(0, Math.round(opts.keyframeLookbackMs ?? DEFAULT_LOOKBACK_MS))) * NS_PER_MS;
   // An open segment lists its streams only when sealed: it may hold this one.
-  const segments = (await catalog.segmentsInRange(startNs - lookbackNs, endNs)).filter((g) => !g.sealed || g.streams.includes(stream.id));
+  const segments = inRange.filter((g) => !g.sealed || g.streams.includes(stream.id));
   let lookbackSegments = 0;
   while (lookbackSegments < segments.length) {
     const g = segments[lookbackSegments]!;

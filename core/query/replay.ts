@@ -3,7 +3,9 @@
  * continuous new RTP session.
  *
  *   index: nearest preceding keyframe (core/query/start.ts)
- *   -> sequential chunked reads of the plan's segments (core/query/segment-scan.ts)
+ *   -> reads of the plan's segments (core/query/segment-scan.ts): of the stream's own
+ *      records only where the index lists them (RTP over UDP, sealed segments), else
+ *      sequential chunks
  *   -> decode each record, keep the stream's packets (UDP: endpoints + SSRC; TCP: the
  *      connection's camera -> client bytes reassembled, `$` frames of its channel + SSRC)
  *   -> start gate -> drop duplicates, wrap-aware reorder (bounded) -> access units
@@ -30,6 +32,8 @@ import { RtpHeader, parseRtp } from '../wire/rtp.js';
 import type { CaptureRecord } from '../wire/capture-file.js';
 import { InterleavedSource } from './interleaved.js';
 import { AccessUnits, SeqExtender, SeqReorderer, StartGate, type StreamPacket } from './reorder.js';
+import type { SegmentIndexReader } from '../index/segment-index.js';
+import type { IndexedReadOptions } from './indexed-reads.js';
 import { SegmentScanner, type ReplayDeps } from './segment-scan.js';
 import { locateStart } from './start.js';
 import { StreamMatcher } from './stream-match.js';
@@ -49,8 +53,23 @@ export interface ReplayOptions {
   reorderWindow?: number;
   /** Capture time a missing packet is waited for before it counts as lost. Default 500 ms. */
   reorderMaxMs?: number;
-  /** Bytes per segment read. Default 1 MiB. */
+  /** Bytes per sequential segment read. Default 1 MiB. */
   chunkBytes?: number;
+  /** Read only the stream's records where the index lists them. Default true; false reads every segment sequentially. */
+  useOffsets?: boolean;
+  /** Tuning of those reads. */
+  indexed?: IndexedReadOptions;
+  /** Filled in as the replay reads (for benchmarks and tests). */
+  stats?: ReplayStats;
+}
+
+/** What a replay read. */
+export interface ReplayStats {
+  /** Bytes read from segment files (index sidecars not counted). */
+  bytesRead: number;
+  /** Segments read by the stream's indexed offsets, and how many of them went sequential part way (a record that needed the ones around it). */
+  indexedSegments: number;
+  rescans: number;
 }
 
 const DEFAULT_WINDOW = 64;
@@ -132,12 +151,13 @@ class Rewriter {
 
 /**
  * The stream of `plan` as replay packets, in sequence order (see the file comment).
- * Only the plan's segments are opened; each is read sequentially from the start point
- * the index gives. Breaking out of the loop closes the files.
+ * Only the plan's segments are opened, each from the start point the index gives.
+ * Breaking out of the loop closes the files.
  * @throws CamtapError CAMTAP_ERR_INTERRUPTED when `signal` fires, CAMTAP_ERR_INDEX for a bad sidecar, capture errors for a corrupt segment.
  */
 export async function* replayPackets(deps: ReplayDeps, plan: ReplayPlan, opts: ReplayOptions = {}): AsyncGenerator<ReplayPacket, void, undefined> {
-  const start = await locateStart(deps.indexDir, plan, 'keyframe');
+  const readers = new Map<number, SegmentIndexReader | null>();
+  const start = await locateStart(deps.indexDir, plan, 'keyframe', readers, { preloadOffsets: opts.useOffsets !== false && plan.stream.transport === 'udp' });
   if (start === null) return;
   const stream = plan.stream;
   const matcher = new StreamMatcher(stream);
@@ -194,7 +214,15 @@ export async function* replayPackets(deps: ReplayDeps, plan: ReplayPlan, opts: R
     return true;
   };
 
-  const scanner = new SegmentScanner(deps, plan.segments, start.index, start.offset, { signal: opts.signal, chunkBytes: opts.chunkBytes });
+  const scanner = new SegmentScanner(deps, plan.segments, start.index, start.offset, {
+    signal: opts.signal,
+    chunkBytes: opts.chunkBytes,
+    stream: plan.stream,
+    stopNs: plan.endNs + STOP_SLACK_NS,
+    indexReaders: readers,
+    useOffsets: opts.useOffsets,
+    indexed: opts.indexed,
+  });
   try {
     for (;;) {
       const more = await scanner.next(onRecord);
@@ -212,5 +240,10 @@ export async function* replayPackets(deps: ReplayDeps, plan: ReplayPlan, opts: R
     }
   } finally {
     await scanner.close();
+    if (opts.stats) {
+      opts.stats.bytesRead = scanner.bytes;
+      opts.stats.indexedSegments = scanner.indexedSegments;
+      opts.stats.rescans = scanner.rescans;
+    }
   }
 }

@@ -45,9 +45,9 @@ function nsOf(s: string): bigint {
   return /^\d{1,30}$/.test(s) ? BigInt(s) : 0n;
 }
 
-async function openIndex(indexDir: string, seg: SegmentRecord): Promise<SegmentIndexReader | null> {
+async function openIndex(indexDir: string, seg: SegmentRecord, offsetsOf: string | undefined): Promise<SegmentIndexReader | null> {
   try {
-    return await SegmentIndexReader.open(indexDir, seg.id);
+    return await SegmentIndexReader.open(indexDir, seg.id, { offsetsOf });
   } catch (e) {
     // The open segment has no sidecar until it is sealed: it is read from its start.
     if (isCamtapError(e, 'CAMTAP_ERR_INDEX') && !seg.sealed) return null;
@@ -65,18 +65,26 @@ function entryBefore(entries: IndexEntry[], tsNs: bigint): IndexEntry | null {
 /**
  * Where to begin reading `plan` (rules in the file comment). `mode` 'time' skips the
  * keyframe search (an export of exactly the range). Null when the plan has no segments.
+ * The index readers it opens are left in `readers` (by position in `plan.segments`), so
+ * the read that follows does not open them again; with `preloadOffsets` they have read
+ * the stream's per-packet offsets too (for an indexed read).
  * @throws CamtapError CAMTAP_ERR_INDEX when a sealed segment's sidecar is missing or corrupt.
  */
-export async function locateStart(indexDir: string, plan: ReplayPlan, mode: 'keyframe' | 'time'): Promise<StartPoint | null> {
+export async function locateStart(
+  indexDir: string,
+  plan: ReplayPlan,
+  mode: 'keyframe' | 'time',
+  readers: Map<number, SegmentIndexReader | null> = new Map(),
+  opts: { preloadOffsets?: boolean } = {},
+): Promise<StartPoint | null> {
   const segs = plan.segments;
   if (segs.length === 0) return null;
   const id = plan.stream.id;
   const startNs = plan.startNs;
   let k = segs.findIndex((g) => !g.sealed || nsOf(g.endNs) >= startNs);
   if (k < 0) k = segs.length - 1;
-  const readers = new Map<number, SegmentIndexReader | null>();
   const reader = async (i: number) => {
-    if (!readers.has(i)) readers.set(i, await openIndex(indexDir, segs[i]!));
+    if (!readers.has(i)) readers.set(i, await openIndex(indexDir, segs[i]!, opts.preloadOffsets ? id : undefined));
     return readers.get(i)!;
   };
   const keyframes = mode === 'keyframe' && plan.stream.keyframes > 0;

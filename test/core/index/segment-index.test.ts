@@ -2,7 +2,7 @@ import t from 'tap';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SegmentIndexReader, SegmentIndexWriter, indexFileNames, readSummary, removeIndexFiles, type IndexEntry } from '../../../core/index/segment-index.js';
+import { SegmentIndexReader, SegmentIndexWriter, clearIndexReaderCache, indexFileNames, readSummary, removeIndexFiles, type IndexEntry } from '../../../core/index/segment-index.js';
 import { SegmentStore } from '../../../core/store/segment-store.js';
 import { isCamtapError } from '../../../core/errors.js';
 import { CAPTURES, frameOf, hasTool, newFrame, readClassicPcap, tshark } from '../store/pcap-fixture.js';
@@ -73,9 +73,14 @@ t.test('round trip: entries are the first packet, every keyframe start and one a
   await buildWriter().write(dir2);
   t.same(readFileSync(join(dir2, 'seg-00000007.idx')), readFileSync(join(dir, 'seg-00000007.idx')), 'write() and writeSync() write the same bytes');
 
-  // Hand-computed size: 24 header + per stream (2 + id, padded to 4) + 64 fixed, 20 per entry, 4 CRC
+  // Hand-computed size: 24 header + per stream (2 + id, padded to 4) + 80 fixed, 20 per entry, 4 CRC;
+  // then per stream an offsets section (see below).
   const pad = (n: number): number => (n + 3) & ~3;
-  t.equal(statSync(join(dir, 'seg-00000007.idx')).size, 24 + pad(2 + CAM.length) + 64 + pad(2 + CAM2.length) + 64 + 8 * 20 + 4);
+  const core = 24 + pad(2 + CAM.length) + 80 + pad(2 + CAM2.length) + 80 + 8 * 20 + 4;
+  // Sections: 16 + one 16-byte checkpoint + LEB128 distances (CAM: 19 x 1000 = 2 bytes each; CAM2: 5 x 64 = 1 byte each), padded, + CRC.
+  t.equal(statSync(join(dir, 'seg-00000007.idx')).size, core + (16 + 16 + 40 + 4) + (16 + 16 + 8 + 4));
+  t.equal(readFileSync(join(dir, 'seg-00000007.idx')).readUInt16LE(4), 2, 'version 2');
+  t.equal(readFileSync(join(dir, 'seg-00000007.idx')).readUInt32LE(20), core, 'the header gives the core size');
 });
 
 t.test('seekKeyframe: the latest keyframe at or before the time, else the stream\'s first entry, null when absent', async (t) => {
@@ -193,6 +198,7 @@ t.test('size: index + summary of real H.264 captures stay around 0.1% of the cap
     const w = new SegmentIndexWriter(seg.id);
     let expectedEntries = 0;
     const keys = new Map<string, { key: number; cycles: number; last: number; au: number; sps: boolean; n: number; kf: number; since: number }>();
+    const expectOffsets = new Map<string, number[]>();
     for (const line of r.lines) {
       const [num, ssrc, port, seqS, rtpTs, hex] = line.split('\t');
       const id = `${ssrc}/${port}`;
@@ -216,6 +222,8 @@ t.test('size: index + summary of real H.264 captures stay around 0.1% of the cap
       }
       const pk = src.packets[Number(num) - 1]!;
       w.add(st.key, pk.tsSec, pk.tsNsec, st.cycles * 65536 + seq, offsets[Number(num) - 1]!, key);
+      if (!expectOffsets.has(id)) expectOffsets.set(id, []);
+      expectOffsets.get(id)!.push(offsets[Number(num) - 1]!);
       // The sampling rule: the first packet, keyframe starts, and a packet 64 after the last kept one.
       if (key || st.n === 0 || st.since >= 64) {
         expectedEntries++;
@@ -235,15 +243,26 @@ t.test('size: index + summary of real H.264 captures stay around 0.1% of the cap
     // The summary and the stream table are a fixed cost per segment and stream; the entries grow with the capture.
     // Project both to a default 300 s segment of the same traffic.
     const secs = Number(seg.lastTsNs! - seg.firstTsNs!) / 1e9;
-    const fixed = sumBytes + (idxBytes - 20 * gotEntries);
+    // Besides the sampled table, per stream: 16 bytes in the stream table (where its section is) and the section:
+    // 16 + 16 per checkpoint (every 256 packets) + the LEB128 distances between its packets' offsets, padded to 4, + 4.
+    const lebLen = (x: number): number => (x < 128 ? 1 : x < 16384 ? 2 : x < 2097152 ? 3 : 4);
+    let offsetBytes = 0;
+    for (const offs of expectOffsets.values()) {
+      let v = 0;
+      for (let i = 1; i < offs.length; i++) if (i % 256 !== 0) v += lebLen(offs[i]! - offs[i - 1]!);
+      offsetBytes += 16 + 16 + 16 * Math.ceil(offs.length / 256) + ((v + 3) & ~3) + 4;
+    }
+    const fixed = sumBytes + (idxBytes - 20 * gotEntries - offsetBytes);
     const projected = (fixed + 20 * gotEntries * (300 / secs)) / (seg.bytes * (300 / secs));
     t.comment(
       `${name}: ${keys.size} streams, ${w.packets} RTP packets in ${secs.toFixed(1)} s, segment ${seg.bytes} B, .idx ${idxBytes} B (${((idxBytes / seg.bytes) * 100).toFixed(3)}%), ` +
         `summary ${sumBytes} B (${((sumBytes / seg.bytes) * 100).toFixed(3)}%); projected to a 300 s segment: ${(projected * 100).toFixed(3)}%`,
     );
-    t.ok(idxBytes / seg.bytes <= 0.001, `${name}: .idx within 0.1% of the capture`);
+    const sampled = idxBytes - offsetBytes;
+    t.ok(sampled / seg.bytes <= 0.001, `${name}: sampled table ${sampled} B within 0.1% of the capture`);
+    t.ok(idxBytes / seg.bytes <= 0.005, `${name}: .idx with every packet's offset ${((idxBytes / seg.bytes) * 100).toFixed(3)}% of the capture, within the 1% budget of index + catalog`);
     t.ok(sumBytes <= 300 * keys.size + 100, `${name}: summary ${sumBytes} B for ${keys.size} streams`);
-    t.ok(projected <= 0.001, `${name}: index + summary ${(projected * 100).toFixed(3)}% of a 300 s segment`);
+    t.ok(projected <= 0.001, `${name}: sampled table + summary ${(projected * 100).toFixed(3)}% of a 300 s segment`);
     // Every kept entry points at its packet's EPB, whose time is the entry's time.
     const segBuf = readFileSync(seg.path);
     let bad = 0;
@@ -254,5 +273,232 @@ t.test('size: index + summary of real H.264 captures stay around 0.1% of the cap
       }
     }
     t.equal(bad, 0, `${name}: entries point at their packets`);
+    // Every RTP packet tshark sees in a stream has its record offset in the stream's list, in capture order.
+    for (const [id, want] of expectOffsets) {
+      const offs = await rd.offsets(id);
+      const got = offs === null ? null : Array.from({ length: offs.count }, (_, i) => offs.at(i));
+      t.same(got, want, `${name}: stream ${id}: the offsets of its ${want.length} packets`);
+    }
   }
 });
+
+/** Offsets as a plain array. */
+async function offsetsOf(r: SegmentIndexReader, id: string): Promise<number[] | null> {
+  const o = await r.offsets(id);
+  return o === null ? null : Array.from({ length: o.count }, (_, i) => o.at(i));
+}
+
+t.test('every packet\'s record offset is kept, in capture order, with exact lookups', async (t) => {
+  const dir = tmp(t);
+  buildWriter().writeSync(dir);
+  const r = await SegmentIndexReader.open(dir, 7);
+  t.equal(r.version, 2);
+  t.same(await offsetsOf(r, CAM), Array.from({ length: 20 }, (_, i) => 5_000_000_000 + i * 1000), 'CAM: all 20, beyond 4 GiB');
+  t.same(await offsetsOf(r, CAM2), [100, 164, 228, 292, 356, 420], 'CAM2: all 6 (registered after its first packet)');
+  t.same(await offsetsOf(r, 'nope'), [], 'a stream not in the segment has none to read');
+  const o = (await r.offsets(CAM))!;
+  t.equal(o.indexOf(5_000_003_000), 3);
+  t.equal(o.indexOf(5_000_003_001), -1, 'not a record of the stream');
+  t.equal(o.lowerBound(5_000_003_001), 4);
+  t.equal(o.lowerBound(0), 0);
+  t.equal(o.lowerBound(6_000_000_000), 20);
+  const again = (await r.offsets(CAM))!;
+  t.not(again, o, 'each caller gets its own cursor');
+  t.same([again.at(19), o.at(0), again.at(0), o.at(19)], [5_000_019_000, 5_000_000_000, 5_000_000_000, 5_000_019_000], 'over the same offsets');
+});
+
+t.test('offsets of any distance (past 4 GiB) are kept exactly; a stream whose offsets go back keeps none (read sequentially)', async (t) => {
+  const dir = tmp(t);
+  const w = new SegmentIndexWriter(3);
+  w.registerStream(0, 'far');
+  w.registerStream(1, 'back');
+  const far = [0, 10, 4_294_967_295, 4_294_967_296, 4_294_967_306, 9_000_000_000, 9_000_000_001, 20_000_000_000];
+  far.forEach((off, i) => w.add(0, tsOf(i).sec, tsOf(i).nsec, 70_000 + i, off, i === 0));
+  [100, 200, 150, 300].forEach((off, i) => w.add(1, tsOf(i).sec, tsOf(i).nsec, 80_000 + i, off, false));
+  w.writeSync(dir);
+  const r = await SegmentIndexReader.open(dir, 3);
+  t.same(await offsetsOf(r, 'far'), far, 'exact');
+  const o = (await r.offsets('far'))!;
+  t.same(far.map((x) => o.indexOf(x)), far.map((_, i) => i), 'indexOf finds each');
+  t.same([7, 0, 5, 5, 3].map((i) => o.at(i)), [20_000_000_000, 0, 9_000_000_000, 9_000_000_000, 4_294_967_296], 'in any order');
+  t.equal(o.indexOf(4_294_967_297), -1);
+  t.equal(await r.offsets('back'), null, 'not ascending: no offsets');
+  t.equal(r.entries('back').length, 1, 'its sampled entries are still there');
+  // Hand-computed section of 'far': one checkpoint (packet 0 at offset 0), then the distances
+  // 10, 4294967285, 1, 10, 4705032694, 1, 10999999999 as unsigned LEB128.
+  const leb = (x: number): number[] => {
+    const out: number[] = [];
+    for (; x >= 128; x = Math.floor(x / 128)) out.push((x % 128) | 128);
+    out.push(x);
+    return out;
+  };
+  const varints = [10, 4_294_967_285, 1, 10, 4_705_032_694, 1, 10_999_999_999].flatMap(leb);
+  t.same(leb(4_294_967_285), [0xf5, 0xff, 0xff, 0xff, 0x0f], 'LEB128 of 2^32 - 11, by the rule');
+  const b = readFileSync(join(dir, indexFileNames(3).idx));
+  const core = b.readUInt32LE(20);
+  t.equal(b.readUInt32LE(core), 8, 'section: 8 packets');
+  t.equal(b.readUInt32LE(core + 4), 1, 'section: 1 checkpoint');
+  t.equal(b.readUInt32LE(core + 8), varints.length, `section: ${varints.length} varint bytes`);
+  t.same([b.readDoubleLE(core + 16), b.readUInt32LE(core + 24)], [0, 0], 'checkpoint: offset 0, varints from byte 0');
+  t.same([...b.subarray(core + 32, core + 32 + varints.length)], varints, 'the varints');
+  const padded = (varints.length + 3) & ~3;
+  t.same([...b.subarray(core + 32 + varints.length, core + 32 + padded)], new Array(padded - varints.length).fill(0), 'zero padding');
+  t.equal(b.readUInt32LE(core + 32 + padded), crc32Ref(b.subarray(core, core + 32 + padded)), 'the section\'s CRC');
+  t.equal(b.length, core + 32 + padded + 4, 'only the one section');
+});
+
+t.test('checkpoints every 256 packets: lookups anywhere in a long stream, in order or not', async (t) => {
+  const dir = tmp(t);
+  const w = new SegmentIndexWriter(5);
+  w.registerStream(0, 'long');
+  const want: number[] = [];
+  let off = 24;
+  for (let i = 0; i < 1000; i++) {
+    off += i % 7 === 0 ? 300_000 + i : 1_400 + (i % 13); // bursts and gaps, 2 and 3 byte varints
+    want.push(off);
+    w.add(0, tsOf(i).sec, tsOf(i).nsec, 70_000 + i, off, i % 100 === 0);
+  }
+  w.writeSync(dir);
+  const r = await SegmentIndexReader.open(dir, 5);
+  t.same(await offsetsOf(r, 'long'), want, 'in order');
+  const o = (await r.offsets('long'))!;
+  const order = [999, 0, 256, 255, 257, 512, 511, 300, 768, 767, 1, 998];
+  t.same(order.map((i) => o.at(i)), order.map((i) => want[i]), 'out of order');
+  t.same(want.map((x) => o.indexOf(x)), want.map((_, i) => i), 'indexOf finds each');
+  t.equal(o.lowerBound(want[600]! + 1), 601);
+  t.equal(o.lowerBound(want[999]! + 1), 1000);
+  const b = readFileSync(join(dir, indexFileNames(5).idx));
+  t.equal(b.readUInt32LE(b.readUInt32LE(20) + 4), 4, '4 checkpoints for 1000 packets');
+});
+
+t.test('a stream the pipeline gives a new key (evicted, then resumed) stays one stream with all its offsets', async (t) => {
+  const dir = tmp(t);
+  const w = new SegmentIndexWriter(4, { every: 2 });
+  w.registerStream(0, 'cam');
+  for (let i = 0; i < 3; i++) w.add(0, tsOf(i).sec, tsOf(i).nsec, 70_000 + i, 1000 + i * 100, i === 0);
+  w.registerStream(5, 'cam');
+  for (let i = 3; i < 6; i++) w.add(5, tsOf(i).sec, tsOf(i).nsec, 70_000 + i, 1000 + i * 100, false);
+  w.writeSync(dir);
+  const r = await SegmentIndexReader.open(dir, 4);
+  t.same(r.streams(), ['cam']);
+  t.equal(r.summary.streams[0]!.packets, 6);
+  t.same(await offsetsOf(r, 'cam'), [1000, 1100, 1200, 1300, 1400, 1500]);
+  t.same(r.entries('cam').map((e) => e.offset), [1000, 1200, 1400]);
+});
+
+t.test('a large sidecar: the core is read on open, a stream\'s offsets section only when asked, checked by its own CRC', async (t) => {
+  const dir = tmp(t);
+  const w = new SegmentIndexWriter(9);
+  const n = 600_000; // 3 streams x 400 KB of offsets: past the first read
+  for (let k = 0; k < 3; k++) w.registerStream(k, `s${k}`);
+  for (let i = 0; i < n; i++) {
+    const k = i % 3;
+    w.add(k, tsOf(i).sec, tsOf(i).nsec, 70_000 + Math.floor(i / 3), 24 + i * 1500, i % 300 < 3);
+  }
+  w.writeSync(dir);
+  const file = join(dir, indexFileNames(9).idx);
+  const size = statSync(file).size;
+  t.ok(size > 1_300_000, `${size} bytes`);
+  const r = await SegmentIndexReader.open(dir, 9);
+  const got = await offsetsOf(r, 's2');
+  t.equal(got!.length, n / 3);
+  t.ok(got!.every((o, i) => o === 24 + (3 * i + 2) * 1500), 'every offset of s2');
+  t.equal(r.seekKeyframe('s1', tsOf(1000).ns)!.offset, 24 + 901 * 1500, 'entries decode lazily too');
+
+  // One flipped bit in s0's section: opening still works (the core is fine), reading s0's offsets fails naming the file.
+  const b = readFileSync(file);
+  const core = b.readUInt32LE(20);
+  b[core + 100] = b[core + 100]! ^ 1;
+  writeFileSync(file, b);
+  const r2 = await SegmentIndexReader.open(dir, 9);
+  try {
+    await r2.offsets('s0');
+    t.fail('no error');
+  } catch (e) {
+    t.ok(isCamtapError(e, 'CAMTAP_ERR_INDEX') && e.details.file === file && /checksum/.test(String(e.details.reason)), 'CAMTAP_ERR_INDEX: checksum of the offsets of s0');
+  }
+  t.equal((await r2.offsets('s1'))!.count, n / 3, 'the other streams\' offsets are fine');
+
+  // Replaced after opening (camtap reindex renames a new file over it): the reader does not mix files.
+  clearIndexReaderCache();
+  const r3 = await SegmentIndexReader.open(dir, 9);
+  t.equal(await SegmentIndexReader.open(dir, 9), r3, 'the same file opened again: the reader kept');
+  w.registerStream(3, 's3');
+  w.add(3, tsOf(0).sec, tsOf(0).nsec, 70_000, 1, true);
+  w.writeSync(dir);
+  t.equal(await r3.offsets('s1'), null, 'offsets of a replaced sidecar: none (the caller reads sequentially)');
+  const r4 = await SegmentIndexReader.open(dir, 9);
+  t.not(r4, r3, 'a replaced file gets a new reader');
+  t.equal((await r4.offsets('s1'))!.count, n / 3, 'which reads the new file');
+
+  // Cut short: the sections end past the file's end.
+  writeFileSync(file, b.subarray(0, b.length - 8));
+  try {
+    await SegmentIndexReader.open(dir, 9);
+    t.fail('no error');
+  } catch (e) {
+    t.ok(isCamtapError(e, 'CAMTAP_ERR_INDEX') && /truncated/.test(String(e.details.reason)), 'truncated in the offsets: CAMTAP_ERR_INDEX on open');
+  }
+});
+
+t.test('a version 1 sidecar (written here byte by byte from its layout) is read: entries and summary, no offsets', async (t) => {
+  const dir = tmp(t);
+  const id = Buffer.from('v1stream', 'utf8');
+  const entries = [
+    { hi: 0x1234, lo: 0x9abcdef0, off: 6_000_000_000, w: (0x80000000 | 0) >>> 0 },
+    { hi: 0x1234, lo: 0x9abcdef1, off: 6_000_001_000, w: 64 },
+  ];
+  const parts: Buffer[] = [];
+  const h = Buffer.alloc(24);
+  h.write('CTIX', 0, 'latin1');
+  h.writeUInt16LE(1, 4);
+  h.writeUInt16LE(24, 6);
+  h.writeUInt32LE(11, 8);
+  h.writeUInt32LE(1, 12);
+  h.writeUInt32LE(64, 16);
+  parts.push(h);
+  const st = Buffer.alloc(((2 + id.length + 3) & ~3) + 64);
+  st.writeUInt16LE(id.length, 0);
+  id.copy(st, 2);
+  let p = (2 + id.length + 3) & ~3;
+  st.writeUInt32LE(2, p);
+  st.writeUInt32LE(1, p + 4);
+  st.writeDoubleLE(65, p + 8);
+  st.writeUInt32LE(0x1234, p + 16);
+  st.writeUInt32LE(0x9abcdef0, p + 20);
+  st.writeUInt32LE(0x1234, p + 24);
+  st.writeUInt32LE(0x9abcdef1, p + 28);
+  for (const [k, v] of [70_000, 70_064, 70_000, 70_064].entries()) st.writeDoubleLE(v, p + 32 + 8 * k);
+  parts.push(st);
+  for (const e of entries) {
+    const b = Buffer.alloc(20);
+    b.writeUInt32LE(e.hi, 0);
+    b.writeUInt32LE(e.lo, 4);
+    b.writeDoubleLE(e.off, 8);
+    b.writeUInt32LE(e.w, 16);
+    parts.push(b);
+  }
+  const body = Buffer.concat(parts);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32LE(crc32Ref(body));
+  writeFileSync(join(dir, indexFileNames(11).idx), Buffer.concat([body, crc]));
+  const r = await SegmentIndexReader.open(dir, 11);
+  t.equal(r.version, 1);
+  t.same(r.entries('v1stream'), [
+    { tsNs: (0x1234n << 32n) | 0x9abcdef0n, extSeq: 70_000, offset: 6_000_000_000, keyframe: true },
+    { tsNs: (0x1234n << 32n) | 0x9abcdef1n, extSeq: 70_064, offset: 6_000_001_000, keyframe: false },
+  ]);
+  t.equal(r.summary.streams[0]!.packets, 65);
+  t.equal(await r.offsets('v1stream'), null, 'no offsets: read sequentially');
+  t.equal(await r.offsets('other'), null, 'nor for a stream it does not list (it cannot tell)');
+});
+
+/** CRC-32 (IEEE 802.3), bit by bit. */
+function crc32Ref(b: Buffer): number {
+  let c = 0xffffffff;
+  for (const x of b) {
+    c ^= x;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  }
+  return (c ^ 0xffffffff) >>> 0;
+}
