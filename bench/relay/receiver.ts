@@ -57,6 +57,8 @@ export interface ReceiverResult {
   playing: number;
   failed: number;
   failures: Record<string, number>;
+  /** Indexes (in the config) of the sessions that never received a packet. */
+  silent: number[];
   /** Sessions whose connection closed or that got an RTCP BYE before the window ended. */
   endedEarly: number;
   packets: number;
@@ -213,6 +215,7 @@ async function main(): Promise<void> {
     playing,
     failed: Object.values(failures).reduce((a, b) => a + b, 0),
     failures,
+    silent: states.flatMap((s, i) => (s.log.length === 0 ? [i] : [])),
     endedEarly,
     packets,
     rtpBytesInWindow: bytesInWindow,

@@ -453,11 +453,12 @@ async function runPass(relay: Relay, n: number, attempt: number, opts: { profile
     const rcfg: ReceiverConfig = {
       mode: relay === 'ffmpeg' ? 'udp' : 'rtsp',
       sessions,
-      rampMs: relay === 'ffmpeg' ? 0 : Math.min(5000, 10 * sessions.length),
+      // Sessions 25 ms apart (at most 8 s in all), as a VMS fleet would not connect all at once.
+      rampMs: relay === 'ffmpeg' ? 0 : Math.min(8000, 25 * sessions.length),
       settleMs: SETTLE_S * 1000,
       measureMs: WINDOW_S * 1000,
       graceMs: GRACE_MS,
-      startTimeoutMs: 20_000 + ffStaggerMs * n,
+      startTimeoutMs: 30_000 + ffStaggerMs * n,
       host: HOST,
       logFile: rxLog,
     };
@@ -490,6 +491,14 @@ async function runPass(relay: Relay, n: number, attempt: number, opts: { profile
     const code = await rx.exited;
     await ffStart;
     const relayExited = ffmpegs.filter((f) => f.proc.exitCode !== null).length;
+    // What the ffmpeg processes said (-v error): the first few distinct messages.
+    const ffErrors = [...new Set(ffmpegs.map((f) => f.stderrTail().trim().split('\n').pop() ?? '').filter((x) => x !== ''))].slice(0, 3);
+    if (ffErrors.length) debug(`ffmpeg said: ${ffErrors.join(' | ')}`);
+    if (result && ffmpegs.length)
+      for (const i of result.silent.slice(0, 3)) {
+        const f = ffmpegs[i];
+        debug(`ffmpeg of stream ${i} sent nothing: ${f ? `pid ${f.pid}, ${f.proc.exitCode === null ? 'running' : `exit ${f.proc.exitCode}`}, said ${JSON.stringify(f.stderrTail().trim().slice(-300))}` : 'not started'}`);
+      }
     if (code !== 0 || !result) {
       fail(`receiver (${relay}, ${n} streams)`, `exit ${code}: ${rx.stderrTail().trim().split('\n').slice(-3).join(' | ')}`);
       return null;
@@ -588,7 +597,7 @@ async function runPass(relay: Relay, n: number, attempt: number, opts: { profile
     if (result.failed) problems.push(`${result.failed} sessions not set up (${Object.entries(result.failures).map(([k, v]) => `${k} ×${v}`).join(', ')})`);
     if (result.playing < result.sessions && !result.failed) problems.push(`${result.sessions - result.playing} sessions not playing`);
     if (result.endedEarly) problems.push(`${result.endedEarly} sessions ended early`);
-    if (relayExited) problems.push(`${relayExited} ffmpeg processes exited`);
+    if (relayExited) problems.push(`${relayExited} ffmpeg processes exited${ffErrors.length ? ` (${ffErrors[0]!.slice(0, 120)})` : ''}`);
     if (lost || late) problems.push(`${lost ? `${lost} of ${sentInWindow} packets lost` : ''}${lost && late ? ', ' : ''}${late ? `${late} later than ${LATE_MS} ms` : ''} (${lossy.size} streams)`);
     if (camera?.dropped) problems.push(`camera skipped ${camera.dropped} access units (relay not reading)`);
     const saturated = relay === 'camtap' ? (relayMainCores ?? 0) > SATURATED_CORES : relay === 'ffmpeg' ? (relayCores ?? 0) > 1 : false;
@@ -909,7 +918,7 @@ function renderMarkdown(r: Result): string {
       (lp
         ? `The camera loops the H.264 stream of \`${path.basename(lp.source.file)}\` (${num(lp.source.accessUnits)} access units, ${num(lp.source.loopS, 1)} s at ${num(lp.source.capturedFps, 0)} fps, ${num(lp.source.capturedRtpBps / 1e6, 2)} Mbit/s of RTP, an IDR every ${num((lp.source.loopS / lp.idrs), 1)} s), re-packetized exactly as FFmpeg's RTP muxer does it (1460-byte payloads: STAP-A for small NAL units, FU-A of 1458 bytes) and paced to ${TARGETS.streamMbps} Mbit/s by playing it ${num(lp.speed, 2)}× faster (${num(lp.source.pacedFps, 1)} pictures/s, RTP timestamps scaled to match; ${num(lp.packetsPerLoop / (lp.loopMs / 1000), 0)} packets/s per stream, up to ${lp.maxRtpBytes} bytes), nothing padded. `
         : '') +
-      `Each stream starts at an IDR of a different GOP when first played; an access unit is written in one write per session (TCP interleaved) when due. ` +
+      `Each stream starts at an IDR of a different GOP when first played; an access unit is written in one write per session (TCP interleaved) when due. The receiver opens its sessions 25 ms apart (at most 8 s in all), and the ffmpeg processes are started 25 ms apart. ` +
       `Latency of a packet = the receiver's read − the camera's write, both on CLOCK_MONOTONIC (one clock for every process), for every packet the camera wrote during the ${r.options.windowS} s window (opened ${r.options.settleS} s after the last session played); packets are paired by payload (length and last 8 bytes), which every relay keeps: camtap forwards packets unchanged but for seq/timestamp/SSRC, and ffmpeg \`-c copy -f rtp\` re-packetizes into the same payloads because the camera already packetizes as ffmpeg does (every ffmpeg packet was paired: see the unmatched column). A sent packet never read, or read more than ${r.options.lateMs} ms after it was sent (a live viewer has given up on it: TCP never drops, so a relay that falls behind shows as growing latency first), is lost. ` +
       `Relays: **direct** (the receiver plays \`rtsp://camera/streamI\` itself: the baseline), **camtap** (\`camtap serve --config C --data D --rtsp-port 0 --http-port 0\` with the N cameras in C, ${r.options.cameraTransport.toUpperCase()} to the camera; the receiver plays \`rtsp://camtap/camI\` over TCP interleaved; camtap records both legs through its inline tap into pcapng segments), **ffmpeg** (per stream \`ffmpeg -nostdin -v error -rtsp_transport ${r.options.cameraTransport} -i rtsp://camera/streamI -c copy -f rtp rtp://127.0.0.1:PORT\`, the receiver on UDP PORT). ` +
       `CPU is utime + stime from /proc over the window: camtap's whole process (its main thread, where all its JavaScript runs, in parentheses), the sum of all ffmpeg processes. On loopback the kernel's receive path often runs in the sender's context, so part of a relay's input cost is charged to the camera process and part of its output cost is the receiver's work charged to the relay; the same holds for both relays. ` +
@@ -1037,7 +1046,7 @@ function renderMarkdown(r: Result): string {
 
 async function main(): Promise<number> {
   const date = new Date().toISOString();
-  const machine = { ...describeMachine(), ffmpeg: spawnSyncFirstLine('ffmpeg', ['-version']) };
+  const machine = { ...describeMachine(), ffmpeg: spawnSyncFirstLine('ffmpeg', ['-version'])?.replace(/\s+Copyright.*$/, '') ?? null };
   log(`bench dir ${BENCH_DIR}; steps ${STEPS.join(',')}, ${WINDOW_S} s windows; template ${TEMPLATE}; ${machine.nproc} × ${machine.cpuModel}; node ${machine.node}`);
   if (!existsSync(CLI)) {
     fail('camtap', `${CLI} missing: run npm run build first`);
