@@ -4,7 +4,7 @@
  * logs and progress on stderr. Every command takes `--data DIR` (or CAMTAP_DATA,
  * default ./data) and `--config FILE` (or CAMTAP_CONFIG).
  */
-import { createWriteStream, existsSync, readdirSync, rmSync } from 'node:fs';
+import { createWriteStream, existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +25,13 @@ import { RtspServer } from './serve/rtsp-server.js';
 import { PipelineLiveSource } from './live/live-source.js';
 import { TranscodePool } from './live/transcode-pool.js';
 import { startHttpApi } from './api/http-server.js';
+import { apiAnswers, cmdFailover } from './failover/cli.js';
+import { FailoverService } from './failover/service.js';
+import { coverageReport, renderCoverage } from './reports/coverage.js';
+import { countLiveSessions, createMetrics, tapInfos } from './metrics/metrics.js';
+import { AlertManager } from './alerts/alerts.js';
+import { Credentials, apiListenHost, authCommand, isLoopbackHost } from './api/auth.js';
+import { RtspDigestAuth } from './serve/rtsp-auth.js';
 import { RtspProxySource, redactUrl } from './inline/rtsp-proxy.js';
 import { HttpCameraProxy } from './inline/http-proxy.js';
 import { UpstreamSession } from './rtsp-client/upstream.js';
@@ -47,6 +54,8 @@ Commands:
   inventory                   VMSs and the cameras they use
   segments                    stored segments
   taps [explain <tap>]        configured taps; explain prints a tap's native filter
+  token NAME [ROLE]           a new API token and its config entry (auth.tokens; role viewer|operator|admin)
+  passwd NAME [ROLE]          a user entry (auth.users) for the password on standard input (docs/API.md)
   reindex                     rebuild index and catalog from the stored segments
   export --out FILE|-         a stream's packets as captured, with its RTSP dialog (--format pcap|pcapng),
                               or its video (--format mp4|mkv, through ffmpeg; a range starts at the keyframe
@@ -57,7 +66,13 @@ Commands:
                               (--http-port, default 8080, off): rtsp://HOST:8554/replay/<camera or stream id>
                               ?start=&end=&speed=1|4|max&codec=h264|h265|mjpeg, and /live/<camera> for what
                               the configured taps see now; with no config, serves the demo capture
+  failover status|plan|start|end|history <vms>
+                              VMS failover: plan shows, per camera, every request camtap would send to
+                              take it over (from the captured set-up; nothing sent); start/end act through
+                              the running serve (--api URL); --dry-run lists the requests and sends nothing
   demo                        import the bundled demo capture and list its streams
+  report coverage             recording coverage per camera over one UTC day (--date YYYY-MM-DD, default
+                              today; --format csv|html|json, default csv; --camera NAME; --out FILE)
 
 Options:
   --data DIR       data directory (env CAMTAP_DATA, default ./data)
@@ -461,6 +476,10 @@ async function cmdServe(g: Globals, rtspPort: number | null, httpPort: number | 
   if (httpPort === 'off') config.serve.httpPort = null;
   else if (httpPort !== null) config.serve.httpPort = httpPort;
   for (const f of cameraFlags) config.cameras.push(cameraFlag(f));
+  // Users and tokens for the API and RTSP (docs/API.md); an open API never listens beyond loopback.
+  const credentials = Credentials.fromConfig(config);
+  const apiHost = apiListenHost(config.serve, credentials.enabled);
+  if (config.serve.httpPort !== null && !credentials.enabled && !isLoopbackHost(apiHost)) throw new CamtapError('CAMTAP_ERR_AUTH_REQUIRED', { host: apiHost });
   // Cameras the inventory learned, when serve.proxyInventory is on (refreshed from the catalog while serving).
   let learned: Array<{ name: string; address: string; url: string; transport: 'udp' | 'tcp' }> = [];
   const proxied = () => {
@@ -474,7 +493,9 @@ async function cmdServe(g: Globals, rtspPort: number | null, httpPort: number | 
     if (probe === 0) await cmdImport({ ...g, json: false }, [demoCapture()], true);
   }
   const capturing = config.taps.some((t) => t.enabled);
-  const recording = capturing || gateway;
+  // Failover records the cameras it takes over through the inline tap.
+  const failing = config.failover.vms.length > 0;
+  const recording = capturing || gateway || failing;
   return withCamtap(
     g,
     async (c) => {
@@ -491,14 +512,14 @@ async function cmdServe(g: Globals, rtspPort: number | null, httpPort: number | 
         pipeline.restoreStreams(await catalog.listStreams());
         pipeline.restoreInventory(await catalog.listCameras(), await catalog.listVms());
         const resolve = inventoryResolver(config, { cameras: await catalog.listCameras(), vms: await catalog.listVms() });
-        runner = new TapRunner({ config, log, plugins, store, pipeline, ingest, resolve, onHalt: () => ac.abort() });
+        runner = new TapRunner({ config, log, plugins, store, pipeline, ingest, resolve, onHalt: () => ac.abort(), tapId: (n) => catalog.tapId(n) });
         tick = setInterval(() => {
           store.flush();
           ingest.checkpoint();
         }, 1000);
         const taps = await tapConfigs(c, null);
         const inlineName = taps.find((t) => t.driver === 'inline')?.name ?? 'inline';
-        if (gateway && !taps.some((t) => t.driver === 'inline')) taps.push({ id: await catalog.tapId(inlineName), name: inlineName, driver: 'inline', filter: {}, options: { dataDir: config.dataDir } });
+        if ((gateway || failing) && !taps.some((t) => t.driver === 'inline')) taps.push({ id: await catalog.tapId(inlineName), name: inlineName, driver: 'inline', filter: {}, options: { dataDir: config.dataDir } });
         runner.start(taps, ac.signal);
         const inline = runner.tap(inlineName);
         recorder = inline instanceof InlineTap ? inline.recorder : null;
@@ -521,15 +542,22 @@ async function cmdServe(g: Globals, rtspPort: number | null, httpPort: number | 
         : null;
       const transcoding = new TranscodePool({ log });
       const live = new PipelineLiveSource({ pipeline: recording ? pipeline : null, catalog, transcoding, proxy, internalBase: () => `rtsp://${internalHost(config.serve.host)}:${port}`, log });
+      // Who watches live, over RTSP and in the browser (metrics; the RTSP server counts replays and live together).
+      const rtspLive = countLiveSessions(live);
+      const httpLive = countLiveSessions(live);
       const server = new RtspServer({
         source: new CatalogReplaySource({ catalog, indexDir }),
-        live,
+        live: rtspLive.source,
         recordFor: (p) => (recorder && proxy?.proxies(p) ? recorder : null),
+        // A VMS lost without TEARDOWN: its camera stays open and recorded (serve.holdOnVmsLoss).
+        onClientLost: proxy && config.serve.holdOnVmsLoss ? (l) => void proxy.clientLost(l) : null,
         port: config.serve.rtspPort,
         host: config.serve.host,
         maxClients: config.serve.maxClients,
         log: log.child({ component: 'rtsp' }),
+        auth: credentials.hasUsers ? new RtspDigestAuth({ credentials }) : null,
       });
+      if (!credentials.hasUsers && !isLoopbackHost(config.serve.host)) log.warn({ host: config.serve.host }, 'rtsp: no users in the config (`auth.users`): anyone who reaches the RTSP port can watch every stream');
       ({ port } = await server.listen());
       config.serve.rtspPort = port;
       const base = rtspBase(config);
@@ -540,13 +568,46 @@ async function cmdServe(g: Globals, rtspPort: number | null, httpPort: number | 
           ? new HttpCameraProxy({
               cameras: () => config.cameras.map((k) => ({ alias: k.name, http: k.http ?? `http://${k.address.includes(':') ? `[${k.address}]` : k.address}` })),
               rtspBase: () => base,
-              httpBase: () => config.serve.httpPublicUrl ?? `http://${internalHost(config.serve.host)}:${httpPortNow}`,
+              httpBase: () => config.serve.httpPublicUrl ?? `http://${internalHost(apiHost)}:${httpPortNow}`,
               recorder,
               log,
             })
           : null;
-      const http = config.serve.httpPort === null ? null : await startHttpApi({ catalog, indexDir, log, rtspBase: () => base, port: config.serve.httpPort, host: config.serve.host, front: httpProxy ? (q, r) => httpProxy.handle(q, r) : null });
+      // VMS failover (core/failover): detection, take-over, give-back; only where something records what the cameras then send.
+      const failover = recording
+        ? new FailoverService({
+            config,
+            catalog,
+            log,
+            plugins,
+            trafficWatch: c.cradle.trafficWatch,
+            recorder: () => recorder,
+            rtspBase: () => base,
+            httpBase: () => (config.serve.httpPort === null ? null : (config.serve.httpPublicUrl ?? `http://${internalHost(apiHost)}:${httpPortNow}`)),
+            onEvent: (e) => {
+              if (e.kind === 'failover-started') alerts.event('vms-failed', { vms: e.vms, reason: e.detail, ok: e.ok });
+              else if (e.kind === 'failover-ended') alerts.event('vms-restored', { vms: e.vms, reason: e.detail, ok: e.ok });
+            },
+          })
+        : null;
+      // Alerts and Prometheus metrics (docs/OPERATIONS.md): read from the services, nothing on the packet path.
+      const alerts = new AlertManager({ settings: config.alerts, log, taps: () => tapInfos(runner), streams: () => pipeline.activeStreams(), dataDir: config.dataDir });
+      alerts.start();
+      const metrics = createMetrics({
+        taps: () => tapInfos(runner),
+        streams: () => pipeline.activeStreams(),
+        pipeline: () => pipeline.counters,
+        replaySessions: () => Math.max(0, server.sessions - rtspLive.sessions()),
+        liveSessions: () => rtspLive.sessions() + httpLive.sessions(),
+        dataDir: config.dataDir,
+        ...(recording ? { segmentBytes: () => store.totalBytes(), newestPacketNs: () => store.current()?.lastTsNs ?? null } : {}),
+        alerts: () => alerts.active(),
+        bitrateWindowMs: config.metrics.bitrateWindowMs,
+        failover: () => failover?.health() ?? [],
+      });
+      const http = config.serve.httpPort === null ? null : await startHttpApi({ catalog, indexDir, log, rtspBase: () => base, port: config.serve.httpPort, host: apiHost, auth: credentials, taps: () => runner, config: () => config, front: httpProxy ? (q, r) => httpProxy.handle(q, r) : null, live: httpLive.source, metrics, metricsPublic: config.metrics.public, alerts, failover, ...(failover ? { failoverPeriods: () => failover.periods() } : {}) });
       if (http) httpPortNow = http.port;
+      failover?.run();
       for (const k of config.cameras) if (httpProxy && k.onvifPort) await httpProxy.listen(k.onvifPort, config.serve.host, { alias: k.name });
       const streams = (await catalog.listStreams()).filter((s) => s.direction !== 'client->server');
       out(`camtap serving RTSP on port ${port}${http ? `, HTTP API on port ${http.port}` : ''}${capturing ? `, capturing with ${config.taps.length} tap(s)` : ''}`);
@@ -559,7 +620,10 @@ async function cmdServe(g: Globals, rtspPort: number | null, httpPort: number | 
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
       if (relearn) clearInterval(relearn);
+      await failover?.close();
       await http?.close();
+      metrics.close();
+      await alerts.close();
       await httpProxy?.close();
       await server.close();
       await live.close();
@@ -569,6 +633,20 @@ async function cmdServe(g: Globals, rtspPort: number | null, httpPort: number | 
     },
     recording ? 'write' : 'read',
   );
+}
+
+/** `camtap report coverage`: the daily coverage report of core/reports/coverage.ts. */
+async function cmdReport(g: Globals, args: string[], values: Record<string, unknown>): Promise<number> {
+  if (args[0] !== 'coverage') throw new CamtapError('CAMTAP_ERR_USAGE', { reason: 'report: the report is `coverage` (camtap report coverage --date YYYY-MM-DD --format csv|html|json [--out FILE])' });
+  const format = (values.format as string | undefined) ?? (g.json ? 'json' : 'csv');
+  if (format !== 'csv' && format !== 'html' && format !== 'json') throw new CamtapError('CAMTAP_ERR_USAGE', { reason: `--format ${format}: csv, html or json` });
+  const camera = (values.camera as string[] | undefined)?.at(-1);
+  const date = (values.date as string | undefined) ?? new Date().toISOString().slice(0, 10);
+  const text = await withCamtap(g, async (c) => renderCoverage(await coverageReport({ catalog: c.cradle.catalog, indexDir: c.cradle.indexDir, log: c.cradle.log }, { date, ...(camera ? { camera } : {}) }), format));
+  const file = values.out as string | undefined;
+  if (file && file !== '-') writeFileSync(file, text);
+  else process.stdout.write(text);
+  return 0;
 }
 
 /** `--camera NAME=rtsp://[user:pass@]host[:port]/path`: a camera to proxy without a config file. */
@@ -630,6 +708,9 @@ export async function main(argv: string[]): Promise<number> {
       'http-port': { type: 'string' },
       tap: { type: 'string', multiple: true },
       duration: { type: 'string' },
+      date: { type: 'string' },
+      'dry-run': { type: 'boolean', default: false },
+      api: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -654,12 +735,20 @@ export async function main(argv: string[]): Promise<number> {
       return cmdList(g, cmd);
     case 'taps':
       return cmdTaps(g, args);
+    case 'token':
+    case 'passwd':
+      out(await authCommand(cmd, args, { realm: config.auth?.realm ?? 'camtap', input: process.stdin }));
+      return 0;
     case 'export':
       return cmdExport(g, values);
     case 'serve':
       return cmdServe(g, portFlag('rtsp-port', values['rtsp-port']), values['http-port'] === 'off' ? 'off' : portFlag('http-port', values['http-port']), values.config ?? process.env.CAMTAP_CONFIG ?? null, (values.camera as string[] | undefined) ?? []);
     case 'capture':
       return cmdCapture(g, values.tap ?? null, values.duration ? Number(values.duration) : null);
+    case 'report':
+      return cmdReport(g, args, values);
+    case 'failover':
+      return cmdFailoverCli(g, args, values['dry-run'] === true, (values.camera as string[] | undefined) ?? [], values.api ?? null);
     case 'demo': {
       const code = await cmdImport({ ...g, json: false }, [demoCapture()], true);
       if (code !== 0) return code;
@@ -691,4 +780,28 @@ if (isMain || process.argv[1]?.endsWith('/camtap')) {
       }
     },
   );
+}
+
+/** `camtap failover ...` (core/failover/cli.ts): offline for plans and dry runs, through the running serve's API otherwise. */
+async function cmdFailoverCli(g: Globals, args: string[], dryRun: boolean, cameras: string[], api: string | null): Promise<number> {
+  const port = g.config.serve.httpPort;
+  const candidate = api ?? (port ? `http://${internalHost(g.config.serve.host)}:${port}` : null);
+  const live = candidate && (api !== null || !dryRun) ? ((await apiAnswers(candidate)) ? candidate : null) : null;
+  if (api && !live && !dryRun && args[0] !== 'plan') throw new CamtapError('CAMTAP_ERR_USAGE', { reason: `--api ${api}: no camtap API answers there` });
+  return cmdFailover(args, {
+    json: g.json,
+    dryRun,
+    cameras,
+    api: live,
+    out,
+    offline: (fn) =>
+      withCamtap(g, async (c) => {
+        const svc = new FailoverService({ config: g.config, catalog: c.cradle.catalog, log: c.cradle.log, plugins: c.cradle.plugins, trafficWatch: null, recorder: () => null, rtspBase: () => rtspBase(g.config), httpBase: () => null });
+        try {
+          return await fn(svc.manager);
+        } finally {
+          await svc.close();
+        }
+      }),
+  });
 }

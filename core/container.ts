@@ -16,6 +16,7 @@ import { PluginHost } from './plugin-host.js';
 import { CapturePipeline } from './capture/pipeline.js';
 import { Ingest } from './capture/ingest.js';
 import { lockDataDir } from './store/data-lock.js';
+import { TrafficWatch } from './failover/traffic-watch.js';
 
 export interface Cradle {
   config: Config;
@@ -24,6 +25,8 @@ export interface Cradle {
   catalog: Catalog;
   store: SegmentStore;
   pipeline: CapturePipeline;
+  /** VMS signs of life seen by the taps (failover's traffic-cessation detection); watches nothing until told. */
+  trafficWatch: TrafficWatch;
   ingest: Ingest;
   indexDir: string;
 }
@@ -80,7 +83,8 @@ export async function createCamtap(config: Config, log: Logger, opts: { loadPlug
     catalog: asValue(catalog),
     store: asValue(store),
     indexDir: asValue(indexDir),
-    pipeline: asFunction(({ config, log, plugins, indexDir }: Cradle) => new CapturePipeline({ config, log, plugins, indexDir })).singleton(),
+    trafficWatch: asValue(new TrafficWatch()),
+    pipeline: asFunction(({ config, log, plugins, indexDir, trafficWatch }: Cradle) => new CapturePipeline({ config, log, plugins, indexDir, trafficWatch })).singleton(),
     ingest: asFunction(({ log, store, catalog, pipeline }: Cradle) => new Ingest({ log, store, catalog, pipeline })).singleton(),
   });
   ingestRef = container.cradle.ingest;

@@ -51,6 +51,13 @@ export const ERRORS = {
   CAMTAP_ERR_UPSTREAM_TIMEOUT: { message: 'camera {url}: no answer within {ms} ms', exit: 69, http: 504 },
   CAMTAP_ERR_SECRET_KEY: { message: 'secret key ({source}): {reason}', exit: 78, http: 500 },
   CAMTAP_ERR_SECRET: { message: 'sealed secret: {reason}', exit: 78, http: 500 },
+  CAMTAP_ERR_FAILOVER: { message: 'failover of VMS {vms}: {reason}', exit: 69, http: 409 },
+  CAMTAP_ERR_AUTH_REQUIRED: { message: 'HTTP API on {host}: an open API (no `auth` in the config, no CAMTAP_ADMIN_TOKEN) listens on loopback only; add `auth` users or tokens, or listen on 127.0.0.1 (docs/API.md)', exit: 78, http: 500 },
+  CAMTAP_ERR_UNAUTHORIZED: { message: '{reason}', exit: 77, http: 401 },
+  CAMTAP_ERR_FORBIDDEN: { message: 'role {role} may not {action} (needs {need})', exit: 77, http: 403 },
+  CAMTAP_ERR_CONFLICT: { message: '{what}: {reason}', exit: 75, http: 409 },
+  CAMTAP_ERR_FAILOVER_RECEIVE: { message: 'failover: cannot receive RTP on {address}: {reason}', exit: 69, http: 503 },
+  CAMTAP_ERR_BUSY: { message: '{what}: {limit} running already; {reason}', exit: 75, http: 503 },
   CAMTAP_ERR_INTERNAL: { message: 'internal error: {reason}', exit: 70, http: 500 },
 } as const satisfies Record<string, ErrorDef>;
 

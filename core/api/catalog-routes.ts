@@ -18,7 +18,43 @@ const NO_QUERY = { type: 'object', additionalProperties: false, properties: {} }
 
 export const catalogRoutes: FastifyPluginAsync<CatalogRoutesOptions> = async (app, opts) => {
   const { catalog } = opts;
-  app.get('/health', { schema: { querystring: NO_QUERY } }, async () => ({ status: 'ok' }));
-  app.get('/sessions', { schema: { querystring: NO_QUERY } }, async () => catalog.listSessions());
-  app.get('/inventory', { schema: { querystring: NO_QUERY } }, async () => ({ vms: await catalog.listVms(), cameras: await catalog.listCameras() }));
+  const tags = ['catalog'];
+  // Public: a liveness probe (load balancer, systemd, Kubernetes) holds no credentials, and the answer carries no data.
+  app.get(
+    '/health',
+    {
+      config: { role: 'public' },
+      schema: {
+        tags,
+        description: 'Liveness: `{"status":"ok"}` while the process serves requests. Needs no credentials.',
+        querystring: NO_QUERY,
+        response: { 200: { type: 'object', required: ['status'], properties: { status: { type: 'string', enum: ['ok'] } } } },
+      },
+    },
+    async () => ({ status: 'ok' }),
+  );
+  app.get(
+    '/sessions',
+    {
+      config: { role: 'viewer' },
+      schema: {
+        tags,
+        description: 'RTSP dialogs camtap learned (URL, transport, ports, session id, auth scheme; credentials were redacted at capture), as `camtap sessions --json`.',
+        querystring: NO_QUERY,
+      },
+    },
+    async () => catalog.listSessions(),
+  );
+  app.get(
+    '/inventory',
+    {
+      config: { role: 'viewer' },
+      schema: {
+        tags,
+        description: 'VMSs and the cameras they use, as camtap learned them (`camtap inventory --json`): `{"vms": [...], "cameras": [...]}`.',
+        querystring: NO_QUERY,
+      },
+    },
+    async () => ({ vms: await catalog.listVms(), cameras: await catalog.listCameras() }),
+  );
 };

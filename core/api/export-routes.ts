@@ -99,9 +99,14 @@ export const exportRoutes: FastifyPluginAsync<ExportRoutesOptions> = async (app,
   app.get<{ Params: { id: string }; Querystring: PcapQuery }>(
     '/streams/:id/pcap',
     {
+      config: { role: 'viewer' },
       schema: {
+        tags: ['exports'],
+        description:
+          'The stream\u2019s packets as captured (every header and byte), with the RTSP dialog that set it up, as a pcap or pcapng download (Wireshark opens it). The range starts at the keyframe before `start`. 404: unknown stream; 400: malformed range; 416: range outside the recording.',
+        produces: ['application/vnd.tcpdump.pcap', 'application/x-pcapng'],
         params: streamIdParams,
-        querystring: { type: 'object', additionalProperties: false, properties: { ...rangeProperties, format: { type: 'string', enum: ['pcap', 'pcapng'], default: 'pcap' } } },
+        querystring: { type: 'object', additionalProperties: false, properties: { ...rangeProperties, format: { type: 'string', enum: ['pcap', 'pcapng'], default: 'pcap', description: 'file format' } } },
       },
     },
     async (req, reply) => {
@@ -115,7 +120,16 @@ export const exportRoutes: FastifyPluginAsync<ExportRoutesOptions> = async (app,
   for (const format of ['mp4', 'mkv'] as const satisfies readonly MediaFormat[]) {
     app.get<{ Params: { id: string }; Querystring: RangeQuery }>(
       `/streams/:id/${format}`,
-      { schema: { params: streamIdParams, querystring: { type: 'object', additionalProperties: false, properties: rangeProperties } } },
+      {
+        config: { role: 'viewer' },
+        schema: {
+          tags: ['exports'],
+          description: `The stream\u2019s video as ${format === 'mp4' ? 'fragmented MP4' : 'Matroska'} (through ffmpeg, no re-encoding), from the keyframe before \`start\` to \`end\`. 404: unknown stream; 400: malformed range; 416: range outside the recording; 422: a codec the container cannot take; 503: ffmpeg missing.`,
+          produces: [CONTENT_TYPE[format]],
+          params: streamIdParams,
+          querystring: { type: 'object', additionalProperties: false, properties: rangeProperties },
+        },
+      },
       async (req, reply) => {
         const plan = await planFor(catalog, req.params.id, req.query);
         // The replay asks for exactly the planned stream and range.

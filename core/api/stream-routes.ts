@@ -47,7 +47,15 @@ export const streamRoutes: FastifyPluginAsync<StreamRoutesOptions> = async (app,
 
   app.get<{ Querystring: SelectorQuery }>(
     '/streams',
-    { schema: { querystring: { type: 'object', additionalProperties: false, properties: selectorProperties } } },
+    {
+      config: { role: 'viewer' },
+      schema: {
+        tags: ['streams'],
+        description:
+          'The RTP streams camtap learned, filtered by the selectors of a stream request (camera, destination, codec, URL, SSRC; all must match) and by `start`/`end` (streams whose recording overlaps the range). Each camera stream has `replayUrl` (the recording over RTSP) and `liveUrl`.',
+        querystring: { type: 'object', additionalProperties: false, properties: selectorProperties },
+      },
+    },
     async (req) => {
       const sel = selectorOf(req.query);
       const { startNs, endNs } = parseRange(req.query);
@@ -65,7 +73,7 @@ export const streamRoutes: FastifyPluginAsync<StreamRoutesOptions> = async (app,
     },
   );
 
-  app.get<{ Params: { id: string } }>('/streams/:id', { schema: { params: streamIdParams } }, async (req) => {
+  app.get<{ Params: { id: string } }>('/streams/:id', { config: { role: 'viewer' }, schema: { tags: ['streams'], description: 'One stream by id, with its replay and live URLs; 404 when unknown.', params: streamIdParams } }, async (req) => {
     const s = await catalog.getStream(req.params.id);
     if (s === undefined) throw new CamtapError('CAMTAP_ERR_NOT_FOUND', { what: 'stream', id: req.params.id });
     return streamView(s, opts.rtspBase());

@@ -31,8 +31,11 @@ import { RtspConnectionLearner, type RtspDialog, type SetupAnnouncement } from '
 import { HttpConnectionLearner } from '../sessions/http-exchange.js';
 import { Inventory, hostOf } from '../sessions/inventory.js';
 import { looksLikeRtsp } from '../../camera-profiles/generic-rtsp/index.js';
+import type { TrafficObserver } from '../failover/traffic-watch.js';
 
+const TCP_FIN = 0x01;
 const TCP_SYN = 0x02;
+const TCP_RST = 0x04;
 const TCP_ACK = 0x10;
 
 /** What SETUP said one client port or interleaved channel carries. */
@@ -66,6 +69,8 @@ interface ConnSide {
   dst: string;
   srcIp: string;
   dstIp: string;
+  /** This side sent FIN or RST: its later segments are no sign of life (traffic watch). */
+  closed: boolean;
 }
 
 interface TcpConn {
@@ -115,6 +120,8 @@ export interface PipelineDeps {
   indexDir: string;
   /** Tap names by id, for `taps` in records. */
   tapName?: (id: number) => string;
+  /** Told of each VMS sign of life (RTSP request, RTCP RR, ACK on its RTSP connection): failover's traffic watch. */
+  trafficWatch?: TrafficObserver | null;
 }
 
 export interface PipelineSnapshot {
@@ -131,6 +138,7 @@ export class CapturePipeline {
     rtcpMalformed: 0, rtpDuplicates: 0, interleaved: 0, rtspMessages: 0, httpMessages: 0, messageErrors: 0, tcpGaps: 0, other: 0,
   };
   readonly #deps: PipelineDeps;
+  #traffic: TrafficObserver | null = null;
   readonly #decoder = new PacketDecoder();
   readonly #meta = new PacketMeta();
   readonly #rtp = new RtpHeader();
@@ -168,6 +176,7 @@ export class CapturePipeline {
 
   constructor(deps: PipelineDeps) {
     this.#deps = deps;
+    this.#traffic = deps.trafficWatch ?? null;
     const c = deps.config.classify;
     this.#rtspPorts = new Set(c.rtspPorts);
     this.#httpPorts = new Set(c.httpPorts);
@@ -239,7 +248,7 @@ export class CapturePipeline {
     f.lastSec = this.#sec;
     if (!f.settled && f.epoch !== this.#rulesEpoch) this.#classifyUdp(f, m);
     if (f.kind === 'rtp') this.#rtpPacket(f.state as MediaFlowState, m.buf, m.payloadOff, m.payloadLen, loc);
-    else if (f.kind === 'rtcp') this.#rtcpPacket(m.buf, m.payloadOff, m.payloadLen);
+    else if (f.kind === 'rtcp') this.#rtcpPacket(m.buf, m.payloadOff, m.payloadLen, f.srcIp);
     else this.counters.other++;
   }
 
@@ -354,10 +363,12 @@ export class CapturePipeline {
     return s;
   }
 
-  #rtcpPacket(buf: Buffer, off: number, len: number): void {
+  #rtcpPacket(buf: Buffer, off: number, len: number, srcIp: string): void {
     this.counters.rtcp++;
     const sr = this.#sr;
+    const tw = this.#traffic;
     const ok = walkRtcp(buf, off, len, (pt, _count, o, l) => {
+      if (pt === 201 && tw !== null) tw.observe(srcIp, 'rtcp-rr', this.#tsMs()); // RR, RFC 3550 §6.4.2
       if (pt !== 200 || !parseSenderReport(buf, o, l, sr)) return;
       const list = this.#bySsrc.get(sr.ssrc);
       if (!list) return;
@@ -385,6 +396,7 @@ export class CapturePipeline {
     // An unclassified connection keeps only its SYNs (they fix the ISN); mid-stream ACKs wait.
     if (kind === 'unknown' && !(m.tcpFlags & TCP_SYN)) return;
     const side = this.#side(conn, fs.dir, f);
+    if (this.#traffic !== null && kind === 'rtsp' && side.isClient) this.#tcpSign(m, side);
     if (kind !== 'unknown' && conn.rtsp === null && conn.http === null) this.#learners(conn, f);
     side.reasm.push(m.tcpSeq, m.tcpFlags, m.buf, m.payloadOff, m.payloadLen, loc);
   }
@@ -430,7 +442,13 @@ export class CapturePipeline {
     if (conn.client === null) conn.client = f.src;
     const isClient = conn.client === f.src;
     const parser = new MessageStreamParser({
-      onMessage: (msg: WireMessage) => this.#onMessage(conn, msg),
+      onMessage: (msg: WireMessage) => {
+        if (this.#traffic !== null && msg.kind === 'request' && msg.protocol === 'RTSP') {
+          // A TEARDOWN announces the close that follows: that one is orderly, not a VMS gone.
+          this.#traffic.observe(side!.srcIp, msg.method === 'TEARDOWN' ? 'teardown' : 'rtsp', this.#tsMs());
+        }
+        this.#onMessage(conn, msg);
+      },
       onInterleaved: (channel: number, payload: Buffer, loc: StoreLocation | null) => this.#onInterleaved(conn, side!, channel, payload, loc),
       onError: () => {
         this.counters.messageErrors++;
@@ -444,7 +462,7 @@ export class CapturePipeline {
         parser.gap(bytes);
       },
     });
-    side = { reasm, parser, isClient, src: f.src, dst: f.dst, srcIp: f.srcIp, dstIp: f.dstIp };
+    side = { reasm, parser, isClient, src: f.src, dst: f.dst, srcIp: f.srcIp, dstIp: f.dstIp, closed: false };
     conn.sides[dir] = side;
     return side;
   }
@@ -511,7 +529,35 @@ export class CapturePipeline {
       conn.channels.set(channel * 2 + (side.isClient ? 1 : 0), ms);
     }
     if (ms.kind === 'rtp') this.#rtpPacket(ms, payload, 0, payload.length, loc ?? { segment: -1, offset: -1 });
-    else this.#rtcpPacket(payload, 0, payload.length);
+    else this.#rtcpPacket(payload, 0, payload.length, side.srcIp);
+  }
+
+  /** Capture time of the current packet in ms (fractional). */
+  #tsMs(): number {
+    return this.#sec * 1000 + this.#nsec / 1e6;
+  }
+
+  /**
+   * A segment the RTSP client (the VMS) sent on its connection: a sign it is alive unless
+   * it closes (FIN, RST: nor is anything after them) or advertises a zero window
+   * (RFC 9293 §3.8.6: its application stopped reading, the kernel answers alone).
+   */
+  #tcpSign(m: PacketMeta, side: ConnSide): void {
+    if (m.tcpFlags & TCP_SYN) side.closed = false; // the 4-tuple opened again
+    else if (side.closed) return;
+    if (m.tcpFlags & (TCP_FIN | TCP_RST)) {
+      side.closed = true;
+      // The VMS's end of its RTSP connection closed: with no TEARDOWN before it, its process (or host) is gone.
+      this.#traffic!.observe(side.srcIp, 'close', this.#tsMs());
+      return;
+    }
+    if (m.l4Off + 16 <= m.buf.length && m.buf.readUInt16BE(m.l4Off + 14) === 0) return;
+    this.#traffic!.observe(side.srcIp, 'tcp', this.#tsMs());
+  }
+
+  /** Sets (or clears) the traffic watch after construction. */
+  setTrafficWatch(w: TrafficObserver | null): void {
+    this.#traffic = w;
   }
 
   // ------------------------------------------------------------------ housekeeping

@@ -93,6 +93,15 @@ export class RtpStreamState {
   live: LiveChannel | null = null;
   /** Segment whose index writer knows this stream (the pipeline registers it once per segment). */
   indexSeg = -1;
+  /**
+   * Interarrival jitter J of RFC 3550 §6.4.1 in RTP timestamp units, estimated as in
+   * §A.8 over the unique packets in arrival order; stays 0 while the clock rate is
+   * unknown (a stream no SDP described), since J is defined in that clock's units.
+   */
+  jitter = 0;
+  /** Arrival (s since the stream's first packet) and RTP timestamp of the previous packet J looked at; NaN before one. */
+  #jArrival = Number.NaN;
+  #jTs = 0;
 
   constructor(key: number, ident: StreamIdentity, camera: string) {
     this.key = key;
@@ -155,6 +164,7 @@ export class RtpStreamState {
       seen[slot]! |= bit;
     }
     this.unique++;
+    if (this.clockRate !== null) this.#jitterStep(rtpTs, sec, nsec, this.clockRate);
     if (marker) this.markers++;
     if (rtpTs !== this.#lastTs) {
       this.frames++;
@@ -166,6 +176,22 @@ export class RtpStreamState {
       this.keyframes++;
     }
     return ext;
+  }
+
+  /**
+   * One step of RFC 3550 §A.8: D(i-1,i) = (R_i - R_(i-1)) - (S_i - S_(i-1)) in timestamp
+   * units, J += (|D| - J) / 16. Arrival times are taken relative to the first packet so
+   * the clock-unit product keeps its precision; the timestamp difference is taken modulo
+   * 2^32 as a signed value, so a timestamp wrap is a small step, not a 2^32 jump.
+   */
+  #jitterStep(rtpTs: number, sec: number, nsec: number, rate: number): void {
+    const arrival = sec - this.firstSec + (nsec - this.firstNsec) / 1e9;
+    if (!Number.isNaN(this.#jArrival)) {
+      const d = (arrival - this.#jArrival) * rate - ((rtpTs - this.#jTs) | 0);
+      this.jitter += ((d < 0 ? -d : d) - this.jitter) / 16;
+    }
+    this.#jArrival = arrival;
+    this.#jTs = rtpTs;
   }
 
   /**

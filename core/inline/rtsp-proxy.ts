@@ -13,8 +13,13 @@
  *   transparent mode      a request whose URL names the camera's own address (traffic
  *                         redirected to camtap) is proxied to that same URL
  *
- * A camera session nobody watches for `graceMs` is torn down. The session itself
- * (reconnects, keepalives, recording through the inline tap) is the UpstreamSession's job.
+ * A camera session nobody watches for `graceMs` is torn down, unless it is held: when a
+ * VMS client is lost without TEARDOWN (its connection closed under it: the VMS process or
+ * host died), the camera session is kept, and so recorded through the inline tap, until a
+ * VMS client of that camera comes back and plays it (it then shares the session) or an
+ * operator releases it (`release`). A VMS that leaves with TEARDOWN holds nothing. The
+ * session itself (reconnects, keepalives, recording through the inline tap) is the
+ * UpstreamSession's job.
  */
 import type { Logger } from '../contracts/logger.js';
 import { CamtapError } from '../errors.js';
@@ -49,7 +54,34 @@ interface Held {
   up: Upstream;
   channel: Promise<LiveChannel>;
   camera: string;
+  /** The camera URL without credentials, for logs and `holds()`. */
+  url: string;
   idleSince: number;
+  /** Kept whatever the subscriber count: a VMS client was lost without TEARDOWN (ISO 8601 since when), or null. */
+  heldSince: string | null;
+  /** Why and who, for `holds()`. */
+  heldFor: string;
+  /** Subscribers when a VMS client asked for the held camera again; the hold ends once there are more (it plays). */
+  returnMark: number | null;
+}
+
+/** A held camera session (see `RtspProxySource.hold`). */
+export interface ProxyHold {
+  key: string;
+  camera: string;
+  /** The camera URL, credentials removed. */
+  url: string;
+  since: string;
+  reason: string;
+}
+
+/** A VMS client of a live session gone without TEARDOWN (core/serve/rtsp-server.ts `ClientLost`). */
+export interface LostClient {
+  path: string;
+  query: URLSearchParams;
+  host?: string;
+  peer?: string;
+  why?: string;
 }
 
 export class RtspProxySource {
@@ -130,12 +162,13 @@ export class RtspProxySource {
       const ch = await h.channel;
       if (!ch.ended) {
         h.idleSince = performance.now();
+        if (h.heldSince !== null) h.returnMark = ch.subscribers;
         return ch;
       }
       this.#forget(key, h);
     }
     const up = this.#start({ url: target.url, transport: target.camera.transport, key, camera: target.camera.name });
-    h = { up, channel: up.start(), camera: target.camera.name, idleSince: performance.now() };
+    h = { up, channel: up.start(), camera: target.camera.name, url: redactUrl(target.url), idleSince: performance.now(), heldSince: null, heldFor: '', returnMark: null };
     this.#held.set(key, h);
     try {
       const ch = await h.channel;
@@ -152,13 +185,72 @@ export class RtspProxySource {
     void h.up.stop().catch(() => {});
   }
 
-  /** Camera sessions with no VMS client for graceMs are closed (and ended ones dropped). */
+  /**
+   * A VMS client of the camera at `path` (as the RTSP server resolved it) was lost without
+   * TEARDOWN: holds that camera's session. False when the path names no open camera session.
+   */
+  clientLost(lost: LostClient): boolean {
+    const target = this.#target(lost.path, lost.query, lost.host);
+    if (!target) return false;
+    const key = `${target.camera.transport}|${target.url}`;
+    if (!this.hold(key, `VMS ${lost.peer ?? '?'} lost (${lost.why ?? 'no TEARDOWN'})`)) return false;
+    this.#log.warn({ camera: target.camera.name, url: redactUrl(target.url), vms: lost.peer, why: lost.why }, 'VMS lost without TEARDOWN: camera session kept and recorded');
+    return true;
+  }
+
+  /**
+   * Keeps the camera session `key` open (and recorded) whatever its subscriber count, until
+   * a VMS client asks for it again and plays it, or `release`. False when no such session is open.
+   */
+  hold(key: string, reason = 'held'): boolean {
+    const h = this.#held.get(key);
+    if (!h) return false;
+    h.heldSince ??= new Date().toISOString();
+    h.heldFor = reason;
+    h.returnMark = null;
+    return true;
+  }
+
+  /**
+   * Ends holds (the operator's way): `key` as `holds()` lists it, or a camera name for all of
+   * that camera's sessions. The session then closes after the grace period if nobody
+   * watches. Returns the number of holds released.
+   */
+  release(keyOrCamera: string): number {
+    let n = 0;
+    for (const [key, h] of this.#held) {
+      if (h.heldSince === null || (key !== keyOrCamera && publicKey(key, h) !== keyOrCamera && h.camera !== keyOrCamera)) continue;
+      this.#unhold(h, 'released');
+      n++;
+    }
+    return n;
+  }
+
+  /** The held camera sessions. */
+  holds(): ProxyHold[] {
+    return [...this.#held].filter(([, h]) => h.heldSince !== null).map(([key, h]) => ({ key: publicKey(key, h), camera: h.camera, url: h.url, since: h.heldSince!, reason: h.heldFor }));
+  }
+
+  #unhold(h: Held, why: string): void {
+    this.#log.info({ camera: h.camera, since: h.heldSince, why }, why === 'released' ? 'camera session hold released' : 'VMS client back: camera session shared, hold ended');
+    h.heldSince = null;
+    h.heldFor = '';
+    h.returnMark = null;
+    h.idleSince = performance.now();
+  }
+
+  /** Camera sessions with no VMS client for graceMs are closed (and ended ones dropped); held ones are kept. */
   #sweepIdle(): void {
     const now = performance.now();
     for (const [key, h] of this.#held) {
       void h.channel.then(
         (ch) => {
           if (ch.ended) return this.#forget(key, h);
+          if (h.heldSince !== null) {
+            if (h.returnMark !== null && ch.subscribers > h.returnMark) this.#unhold(h, 'returned');
+            h.idleSince = performance.now();
+            return;
+          }
           if (ch.subscribers > 0) h.idleSince = performance.now();
           else if (now - h.idleSince > this.#graceMs) {
             this.#log.info({ camera: h.camera }, 'no VMS client left: camera session closed');
@@ -171,10 +263,16 @@ export class RtspProxySource {
   }
 
   async close(): Promise<void> {
+    for (const h of this.#held.values()) if (h.heldSince !== null) this.#log.info({ camera: h.camera, since: h.heldSince }, 'camtap closing: held camera session closed');
     this.#closed = true;
     clearInterval(this.#sweep);
     const all = [...this.#held.values()];
     this.#held.clear();
     await Promise.all(all.map((h) => h.up.stop().catch(() => {})));
   }
+}
+
+/** A session's key as shown to operators: `<transport>|<camera URL without credentials>`. */
+function publicKey(key: string, h: Held): string {
+  return `${key.slice(0, key.indexOf('|'))}|${h.url}`;
 }

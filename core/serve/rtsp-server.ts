@@ -32,6 +32,7 @@ import type { InlineRecorder } from '../contracts/inline.js';
 import type { LiveFeed } from '../live/channel.js';
 import type { LiveSource } from '../live/live-source.js';
 import { liveSdp, replaySdp } from './replay-sdp.js';
+import type { RtspAuthenticator } from './rtsp-auth.js';
 import { RtspConnection } from './rtsp-connection.js';
 import { formatClock, formatNpt, parseRange, parseScale, parseSpeedParam, rateControlOff } from './rtsp-range.js';
 import { RtspSession, type Presentation } from './rtsp-session.js';
@@ -76,6 +77,28 @@ export interface RtspServerOptions {
   maxQueueBytes?: number;
   /** Pace of `speed=max` over UDP, as a multiple of capture time (default {@link UDP_MAX_SPEED}). */
   udpMaxSpeed?: number;
+  /**
+   * Who may watch (core/serve/rtsp-auth.ts): every request but OPTIONS is checked and a
+   * refusal answered 401 with its challenge. Null: open, as without `auth` users.
+   */
+  auth?: RtspAuthenticator | null;
+  /**
+   * Told when a live session ends without TEARDOWN: its RTSP connection closed (a killed
+   * VMS's kernel closes the socket; RFC 2326 §10.7 makes TEARDOWN the orderly end) or it
+   * timed out. The inline gateway then keeps the camera's session (RtspProxySource.clientLost).
+   */
+  onClientLost?: ((lost: ClientLost) => void) | null;
+}
+
+/** A live session that ended without TEARDOWN: what it played and who watched. */
+export interface ClientLost {
+  /** The presentation's path and query, and the host the client asked for (as LiveSource.resolve takes them). */
+  path: string;
+  query: URLSearchParams;
+  host: string;
+  /** The client's address:port. */
+  peer: string;
+  why: 'connection closed' | 'client not reading' | 'timeout';
 }
 
 /**
@@ -212,6 +235,8 @@ export class RtspServer {
   readonly #maxClients: number;
   readonly #maxQueue: number;
   readonly #udpMaxSpeed: number;
+  readonly #auth: RtspAuthenticator | null;
+  readonly #onClientLost: ((lost: ClientLost) => void) | null;
   #server: Server | null = null;
   readonly #sessions = new Map<string, RtspSession>();
   /** Sessions by the connection that set them up. */
@@ -236,6 +261,8 @@ export class RtspServer {
     this.#maxClients = Math.max(1, opts.maxClients ?? 100);
     this.#maxQueue = Math.max(64 * 1024, opts.maxQueueBytes ?? 4 * 1024 * 1024);
     this.#udpMaxSpeed = opts.udpMaxSpeed && opts.udpMaxSpeed > 0 ? opts.udpMaxSpeed : UDP_MAX_SPEED;
+    this.#auth = opts.auth ?? null;
+    this.#onClientLost = opts.onClientLost ?? null;
   }
 
   /** Live sessions (set up and not torn down, timed out or dropped). */
@@ -312,8 +339,13 @@ export class RtspServer {
     const set = this.#byConn.get(conn);
     this.#byConn.delete(conn);
     // Interleaved media dies with its connection; UDP sessions outlive it (RFC 2326 §3.3)
-    // until TEARDOWN from another connection or the session timeout.
-    for (const s of set ?? []) if (s.output.kind === 'tcp') s.end(conn.droppedForQueue ? 'client not reading' : 'connection closed');
+    // until TEARDOWN from another connection or the session timeout. Sessions still here
+    // were not torn down (TEARDOWN ends and forgets them first).
+    const why = conn.droppedForQueue ? 'client not reading' : 'connection closed';
+    for (const s of set ?? []) {
+      this.#lost(s, conn, why);
+      if (s.output.kind === 'tcp') s.end(why);
+    }
     conn.log.debug('closed');
   }
 
@@ -328,13 +360,27 @@ export class RtspServer {
     for (const s of [...this.#sessions.values()]) {
       const conn = this.#owner.get(s);
       const last = s.output.kind === 'tcp' && conn ? Math.max(s.lastActivity, conn.lastActivity) : s.lastActivity;
-      if (now - last > limit) s.end('timeout');
+      if (now - last > limit) {
+        if (conn && !conn.closed) this.#lost(s, conn, 'timeout');
+        s.end('timeout');
+      }
     }
     for (const c of [...this.#connections]) {
       if ((this.#byConn.get(c)?.size ?? 0) === 0 && now - c.lastActivity > limit) {
         c.log.debug('idle connection closed');
         c.destroy();
       }
+    }
+  }
+
+  /** Tells the owner a live session ended without TEARDOWN (see RtspServerOptions.onClientLost). */
+  #lost(s: RtspSession, conn: RtspConnection, why: ClientLost['why']): void {
+    if (!this.#onClientLost || !s.feed || s.ended) return;
+    const p = s.presentation;
+    try {
+      this.#onClientLost({ path: p.path, query: new URLSearchParams(p.query), host: new URL(p.base).host, peer: `${plainAddress(conn.remoteAddress)}:${conn.remotePort}`, why });
+    } catch (e) {
+      conn.log.error({ err: e instanceof Error ? e.message : String(e) }, 'onClientLost failed');
     }
   }
 
@@ -376,6 +422,11 @@ export class RtspServer {
       if (req.bodyTruncated) {
         conn.failAndClose(413, 'Request Entity Too Large', [['CSeq', String(cseq)]]);
         return;
+      }
+      // RFC 2326 §D / RFC 7826 §19.1: before anything of the request is looked at (a 404 would tell what exists).
+      if (this.#auth && req.method !== 'OPTIONS') {
+        const a = await this.#auth.check(conn, req, log);
+        if (!a.ok) throw new Reply(a.status, a.why, a.headers);
       }
       const require = req.header('Require');
       if (require) {

@@ -32,8 +32,8 @@ export interface TransportSpec {
   params: Map<string, string | true>;
 }
 
-/** Splits on `sep` outside double quotes. */
-function splitOutsideQuotes(s: string, sep: string): string[] {
+/** Splits on `sep` outside double quotes (`mode="PLAY,RECORD"` stays whole). */
+export function splitOutsideQuotes(s: string, sep: string): string[] {
   const out: string[] = [];
   let start = 0;
   let quoted = false;

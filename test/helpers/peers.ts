@@ -139,9 +139,14 @@ process.on('exit', () => {
   }
 });
 
-function start(name: string, cmd: string, args: string[]): ManagedProc {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+function start(name: string, cmd: string, args: string[], env?: NodeJS.ProcessEnv): ManagedProc {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...(env ? { env } : {}) });
   return new ManagedProc(child, name);
+}
+
+/** Any long-running peer (tracked and stopped like the others); `waitFor` resolves when its output matches. */
+export function startProcess(name: string, cmd: string, args: string[], env?: NodeJS.ProcessEnv): Proc & { waitFor(re: RegExp, timeoutMs: number): Promise<void> } {
+  return start(name, cmd, args, env);
 }
 
 /** Is the program installed (an absolute path, or a name on PATH)? */
