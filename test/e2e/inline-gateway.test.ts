@@ -81,7 +81,11 @@ for (const camLeg of ['udp', 'tcp'] as const) {
       if (!leg) return;
       const replay = await run('ffmpeg', ['-nostdin', '-v', 'error', '-rtsp_transport', 'tcp', '-i', `rtsp://127.0.0.1:${serve.rtsp}/replay/${leg.id}?speed=max`, '-map', '0:v', '-c', 'copy', '-y', path.join(dir, 'replay.mkv')], { timeoutMs: 60_000 });
       t.equal(replay.code, 0, `replay of the recording exits 0 ${replay.stderr.slice(-300)}`);
-      t.equal((await frames(path.join(dir, 'replay.mkv'))).frames, got.frames, 'the recording replays to the frames the VMS recorded');
+      // The camera is killed mid-frame: whether a depacketizer writes the truncated last
+      // access unit depends on how its input ends (a UDP timeout for the VMS, the end of a TCP
+      // replay here), so that one frame may differ; every other frame must be there.
+      const replayed = (await frames(path.join(dir, 'replay.mkv'))).frames;
+      t.ok(Math.abs(replayed - got.frames) <= 1, `the recording replays to the frames the VMS recorded (${replayed} replayed, ${got.frames} at the VMS; the frame cut by the camera's death may differ)`);
       const dec = await run('ffmpeg', ['-nostdin', '-v', 'error', '-i', vmsFile, '-f', 'null', '-']);
       t.equal(dec.stderr.trim(), '', 'the VMS file decodes with no error');
     });
