@@ -13,7 +13,7 @@
  * deletes the namespaces; it kills nothing (the caller stops its own processes first by
  * PID) and reports processes still inside.
  */
-import { execFileSync } from 'node:child_process';
+import { buildNamespaces, netnsMissing } from '../lib/netns.js';
 import { Proc, run } from './proc.js';
 
 export interface Net {
@@ -32,67 +32,25 @@ export interface Net {
 }
 
 /** Why namespaces cannot be made here, or null. */
-export function netnsMissing(): string | null {
-  if (process.getuid?.() !== 0) return 'network namespaces need root';
-  try {
-    execFileSync('ip', ['netns', 'list'], { stdio: 'pipe' });
-    return null;
-  } catch (e) {
-    return `ip netns unusable: ${(e as Error).message}`;
-  }
-}
+export { netnsMissing };
 
 export function makeNet(): Net {
   const tag = (process.pid % 46656).toString(36).padStart(3, '0');
   const p = `fb${tag}`;
-  const net = `10.78.${process.pid % 250}`;
-  const names = { sw: `${p}sw`, host: `${p}h`, cam: `${p}c1`, vms: `${p}v1` };
-  const all = [names.sw, names.host, names.cam, names.vms];
-  const ip = (...args: string[]) => execFileSync('ip', args, { stdio: 'pipe' });
-  const down = (): number[] => {
-    const left: number[] = [];
-    for (const ns of all) {
-      try {
-        left.push(...execFileSync('ip', ['netns', 'pids', ns], { stdio: 'pipe' }).toString().split(/\s+/).filter(Boolean).map(Number));
-        ip('netns', 'del', ns);
-      } catch {
-        /* not there */
-      }
-    }
-    return left;
-  };
-  const stale = down();
-  if (stale.length) throw new Error(`namespaces ${p}* exist with processes ${stale.join(', ')} in them: stop them first`);
-  ip('netns', 'add', names.sw);
-  ip('-n', names.sw, 'link', 'add', 'br0', 'type', 'bridge', 'ageing_time', '0', 'stp_state', '0', 'forward_delay', '0');
-  ip('-n', names.sw, 'link', 'set', 'br0', 'up');
-  ip('-n', names.sw, 'link', 'set', 'lo', 'up');
-  const attach = (ns: string, swIf: string, addr: string) => {
-    ip('netns', 'add', ns);
-    ip('-n', ns, 'link', 'set', 'lo', 'up');
-    ip('link', 'add', swIf, 'netns', names.sw, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns);
-    ip('-n', names.sw, 'link', 'set', swIf, 'master', 'br0', 'up');
-    ip('-n', ns, 'link', 'set', 'eth0', 'up');
-    ip('-n', ns, 'addr', 'add', `${addr}/24`, 'dev', 'eth0');
-    try {
-      // Offloads off: captured segment sizes and checksums are what a wire would carry.
-      execFileSync('ip', ['netns', 'exec', ns, 'ethtool', '-K', 'eth0', 'tx', 'off', 'gso', 'off', 'tso', 'off', 'gro', 'off'], { stdio: 'pipe' });
-    } catch {
-      /* no ethtool */
-    }
-  };
-  attach(names.cam, 'c1', `${net}.11`);
-  attach(names.vms, 'v1', `${net}.101`);
-  attach(names.host, 'hst', `${net}.200`);
+  const ns = buildNamespaces(p, `10.78.${process.pid % 250}`, { cameras: 1, vms: 1 });
+  if (ns.stale.length) {
+    ns.down();
+    throw new Error(`namespaces ${p}* existed with processes ${ns.stale.join(', ')} in them: stop them first`);
+  }
   return {
-    cam: names.cam,
-    vms: names.vms,
-    host: names.host,
-    camIp: `${net}.11`,
-    vmsIp: `${net}.101`,
-    hostIp: `${net}.200`,
-    spawnIn: (ns, name, cmd, args, env) => new Proc(name, 'ip', ['netns', 'exec', ns, cmd, ...args], env),
-    exec: (ns, cmd, args, opts = {}) => run('ip', ['netns', 'exec', ns, cmd, ...args], opts),
-    down,
+    cam: ns.cam(1),
+    vms: ns.vms(1),
+    host: ns.host,
+    camIp: ns.camIp(1),
+    vmsIp: ns.vmsIp(1),
+    hostIp: ns.hostIp,
+    spawnIn: (n, name, cmd, args, env) => new Proc(name, 'ip', ['netns', 'exec', n, cmd, ...args], env),
+    exec: (n, cmd, args, opts = {}) => run('ip', ['netns', 'exec', n, cmd, ...args], opts),
+    down: ns.down,
   };
 }

@@ -159,14 +159,13 @@ export class FailoverManager {
     this.#log = deps.log.child({ component: 'failover' });
   }
 
-  /** The VMSs of the inventory (name and address). */
-  async inventoryVms(): Promise<Array<{ name: string; address: string }>> {
-    return (await this.#d.catalog.listVms()).map((v) => ({ name: v.name, address: v.address }));
+  /** Failover is running for this VMS, named by its inventory name or its address (taken over, not yet given back). */
+  active(vms: string): boolean {
+    return this.#runningOf(vms) !== undefined;
   }
 
-  /** Failover is running for this VMS (taken over, not yet given back). */
-  active(vms: string): boolean {
-    return this.#running.has(vms);
+  #runningOf(vms: string): Running | undefined {
+    return this.#running.get(vms) ?? [...this.#running.values()].find((r) => r.record.vmsAddress === vms);
   }
 
   /** The plan `start` would run now, from the catalog alone. */
@@ -252,7 +251,7 @@ export class FailoverManager {
 
   async #start(vmsName: string, opts: { dryRun?: boolean; trigger?: string; only?: string[] }): Promise<FailoverRecord> {
     const dryRun = opts.dryRun === true;
-    const existing = this.#running.get(vmsName);
+    const existing = this.#runningOf(vmsName);
     if (existing && !dryRun) return existing.record;
     const plan = await this.plan(vmsName, opts.only ? { only: opts.only } : {});
     const now = new Date().toISOString();

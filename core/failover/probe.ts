@@ -11,6 +11,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { performance } from 'node:perf_hooks';
 import type { VmsCheck, VmsEndpoint, VmsHealth, VmsProbeOptions } from '../contracts/plugin.js';
+import { redactUrl } from '../rtsp-client/url.js';
 
 /** One check's outcome plus how long its answer took (ms; null when nothing answered). */
 export interface ProbeCheck extends VmsCheck {
@@ -19,19 +20,6 @@ export interface ProbeCheck extends VmsCheck {
 
 function hostPort(host: string, port: number): string {
   return isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
-}
-
-/** The URL as it may be shown: userinfo (credentials) removed. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (!u.username && !u.password) return url;
-    u.username = '';
-    u.password = '';
-    return u.toString();
-  } catch {
-    return url.replace(/\/\/[^@/]*@/, '//');
-  }
 }
 
 function errText(e: unknown): string {

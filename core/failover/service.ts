@@ -139,7 +139,7 @@ export class FailoverService {
     const target = entry?.address ?? t.vms;
     try {
       if (t.to === 'failing-over') {
-        if (this.manager.active(await this.#inventoryName(target))) {
+        if (this.manager.active(target)) {
           mon.failoverDone(t.vms, true, 'already taken over');
           return;
         }
@@ -147,7 +147,7 @@ export class FailoverService {
         const ok = rec.redirect.some((c) => c.ok);
         mon.failoverDone(t.vms, ok, ok ? undefined : rec.redirect.map((c) => `${c.camera}: ${c.reason ?? 'failed'}`).join('; ') || 'no camera to take over');
       } else if (t.to === 'restoring') {
-        if (!this.manager.active(await this.#inventoryName(target))) {
+        if (!this.manager.active(target)) {
           mon.restoreDone(t.vms, true, 'nothing taken over');
           return;
         }
@@ -159,17 +159,6 @@ export class FailoverService {
       if (t.to === 'failing-over') mon.failoverDone(t.vms, false, (e as Error).message);
       else if (t.to === 'restoring') mon.restoreDone(t.vms, false, (e as Error).message);
     }
-  }
-
-  async #inventoryName(addressOrName: string): Promise<string> {
-    const v = (await this.manager.status()).find((s) => s.vms === addressOrName);
-    if (v) return v.vms;
-    const list = await this.#catalogVms();
-    return list.find((x) => x.address === addressOrName || x.name === addressOrName)?.name ?? addressOrName;
-  }
-
-  #catalogVms(): Promise<Array<{ name: string; address: string }>> {
-    return this.manager.inventoryVms();
   }
 }
 
