@@ -30,6 +30,7 @@ import type { Logger } from '../contracts/logger.js';
 import { CamtapError, isCamtapError } from '../errors.js';
 import { SegmentIndexReader } from '../index/segment-index.js';
 import { isoFromNs } from '../query/time.js';
+import { clipSpans, cmpNs, holes, isoNs, mergeSpans, nsOf, spansFromTimes, type NsSpan } from '../reports/spans.js';
 import { parseRange, rangeProperties, type RangeQuery } from './query-params.js';
 
 /** A failover period as the failover manager reports it (end null: still running). */
@@ -49,10 +50,7 @@ export interface TimelineRoutesOptions {
 }
 
 /** An interval in ns since the epoch, both ends inclusive. */
-export interface NsInterval {
-  start: bigint;
-  end: bigint;
-}
+export type NsInterval = NsSpan;
 
 export interface TimelineInterval {
   start: string;
@@ -83,71 +81,6 @@ export interface Timeline {
 export const DEFAULT_GAP_SEC = 10;
 /** A gap narrower than range / MAX_INTERVALS cannot be seen on a timeline: the threshold grows to it. */
 export const MAX_INTERVALS = 2000;
-const NS = 1_000_000_000n;
-
-function nsOf(s: string | null | undefined): bigint | null {
-  return s && /^\d{1,30}$/.test(s) ? BigInt(s) : null;
-}
-
-function isoNs(iso: string | null): bigint | null {
-  if (iso === null) return null;
-  const ms = Date.parse(iso);
-  if (Number.isNaN(ms)) return null;
-  // Keep sub-millisecond digits when the string has them (camtap writes ns).
-  const frac = /\.(\d+)Z$/.exec(iso)?.[1];
-  if (frac !== undefined && frac.length > 3) return BigInt(Math.floor(ms / 1000)) * NS + BigInt(frac.padEnd(9, '0').slice(0, 9));
-  return BigInt(ms) * 1_000_000n;
-}
-
-/**
- * Intervals from sorted capture times: a new interval starts wherever two neighbours are
- * more than `gapNs` apart. Pure.
- */
-export function intervalsFromTimes(times: readonly bigint[], gapNs: bigint): NsInterval[] {
-  const out: NsInterval[] = [];
-  for (const t of times) {
-    const last = out[out.length - 1];
-    if (last && t - last.end <= gapNs) {
-      if (t > last.end) last.end = t;
-    } else out.push({ start: t, end: t });
-  }
-  return out;
-}
-
-/** Sorts and merges intervals that overlap or are at most `gapNs` apart. Pure; the input is not changed. */
-export function mergeIntervals(list: readonly NsInterval[], gapNs: bigint): NsInterval[] {
-  const sorted = [...list].sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
-  const out: NsInterval[] = [];
-  for (const iv of sorted) {
-    const last = out[out.length - 1];
-    if (last && iv.start - last.end <= gapNs) {
-      if (iv.end > last.end) last.end = iv.end;
-    } else out.push({ start: iv.start, end: iv.end });
-  }
-  return out;
-}
-
-/** Clips sorted, merged intervals to [start, end]. Pure. */
-export function clipIntervals(list: readonly NsInterval[], start: bigint, end: bigint): NsInterval[] {
-  const out: NsInterval[] = [];
-  for (const iv of list) {
-    if (iv.end < start || iv.start > end) continue;
-    out.push({ start: iv.start < start ? start : iv.start, end: iv.end > end ? end : iv.end });
-  }
-  return out;
-}
-
-/** The holes of sorted, merged `coverage` inside [start, end] (the range's head and tail included). Pure. */
-export function gapsOf(coverage: readonly NsInterval[], start: bigint, end: bigint): NsInterval[] {
-  const out: NsInterval[] = [];
-  let at = start;
-  for (const iv of coverage) {
-    if (iv.start > at) out.push({ start: at, end: iv.start });
-    if (iv.end > at) at = iv.end;
-  }
-  if (at < end) out.push({ start: at, end });
-  return out;
-}
 
 const toIso = (iv: NsInterval): TimelineInterval => ({ start: isoFromNs(iv.start), end: isoFromNs(iv.end) });
 
@@ -183,8 +116,8 @@ async function streamCoverage(indexDir: string, stream: StreamRecord, segments: 
     if (reader && summary) {
       const times = reader.entries(stream.id).map((e) => e.tsNs);
       times.push(summary.firstTsNs, summary.lastTsNs);
-      times.sort((x, y) => (x < y ? -1 : x > y ? 1 : 0));
-      out.push(...intervalsFromTimes(times, gapNs));
+      times.sort(cmpNs);
+      out.push(...spansFromTimes(times, gapNs));
       continue;
     }
     const lo = a > sStart ? a : sStart;
@@ -293,9 +226,9 @@ export const timelineRoutes: FastifyPluginAsync<TimelineRoutesOptions> = async (
         const own = mine(name).filter((s) => lo === null || hi === null || (nsOf(s.endNs)! >= lo && nsOf(s.startNs)! <= hi));
         const parts: NsInterval[] = [];
         for (const s of own) parts.push(...(await streamCoverage(indexDir, s, segments, gapNs, opts.log)));
-        let coverage = mergeIntervals(parts, gapNs);
-        if (lo !== null && hi !== null) coverage = clipIntervals(coverage, lo, hi);
-        const gaps = lo !== null && hi !== null ? gapsOf(coverage, lo, hi) : [];
+        let coverage = mergeSpans(parts, gapNs);
+        if (lo !== null && hi !== null) coverage = clipSpans(coverage, lo, hi, true);
+        const gaps = lo !== null && hi !== null ? holes(coverage, lo, hi) : [];
         const failover = periods
           .filter((p) => p.cameras.includes(name) || p.cameras.includes(address))
           .filter((p) => {

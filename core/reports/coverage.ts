@@ -24,6 +24,9 @@ import type { SegmentRecord, StreamRecord } from '../contracts/records.js';
 import { CamtapError, isCamtapError } from '../errors.js';
 import { SegmentIndexReader } from '../index/segment-index.js';
 import { isoFromNs } from '../query/time.js';
+import { clipSpans, cmpNs, holes, isoNs, mergeSpans, nsOf, spansFromTimes, type NsSpan } from './spans.js';
+
+export { clipSpans, holes, mergeSpans, spansFromTimes };
 
 const NS = 1_000_000_000n;
 const DAY_NS = 86_400n * NS;
@@ -60,10 +63,7 @@ export interface CoverageOptions {
 }
 
 /** An interval in ns since the epoch. */
-export interface NsSpan {
-  start: bigint;
-  end: bigint;
-}
+export type { NsSpan };
 
 export interface Span {
   start: string;
@@ -109,69 +109,6 @@ export function parseReportDate(date: string): NsSpan {
   return { start, end: start + DAY_NS };
 }
 
-function nsOf(s: string | null | undefined): bigint | null {
-  return s && /^\d{1,30}$/.test(s) ? BigInt(s) : null;
-}
-
-function isoNs(iso: string): bigint | null {
-  const ms = Date.parse(iso);
-  if (Number.isNaN(ms)) return null;
-  const frac = /\.(\d+)Z$/.exec(iso)?.[1];
-  if (frac !== undefined && frac.length > 3) return BigInt(Math.floor(ms / 1000)) * NS + BigInt(frac.padEnd(9, '0').slice(0, 9));
-  return BigInt(ms) * 1_000_000n;
-}
-
-const cmp = (a: bigint, b: bigint) => (a < b ? -1 : a > b ? 1 : 0);
-
-/** Sorted times -> spans, a new one wherever two neighbours are more than `gapNs` apart. Pure. */
-export function spansFromTimes(sorted: readonly bigint[], gapNs: bigint): NsSpan[] {
-  const out: NsSpan[] = [];
-  for (const t of sorted) {
-    const last = out[out.length - 1];
-    if (last && t - last.end <= gapNs) {
-      if (t > last.end) last.end = t;
-    } else out.push({ start: t, end: t });
-  }
-  return out;
-}
-
-/** Sorts and merges spans that overlap or touch. Pure. */
-export function mergeSpans(list: readonly NsSpan[]): NsSpan[] {
-  const sorted = [...list].sort((a, b) => cmp(a.start, b.start));
-  const out: NsSpan[] = [];
-  for (const s of sorted) {
-    const last = out[out.length - 1];
-    if (last && s.start <= last.end) {
-      if (s.end > last.end) last.end = s.end;
-    } else out.push({ start: s.start, end: s.end });
-  }
-  return out;
-}
-
-/** Merged spans clipped to [start, end]; empty ones dropped. Pure. */
-export function clipSpans(list: readonly NsSpan[], start: bigint, end: bigint): NsSpan[] {
-  const out: NsSpan[] = [];
-  for (const s of list) {
-    const a = s.start < start ? start : s.start;
-    const b = s.end > end ? end : s.end;
-    if (b > a) out.push({ start: a, end: b });
-  }
-  return out;
-}
-
-/** The holes of merged `covered` within [start, end]. Pure. */
-export function holes(covered: readonly NsSpan[], start: bigint, end: bigint): NsSpan[] {
-  const out: NsSpan[] = [];
-  let at = start;
-  for (const s of covered) {
-    if (s.start > at) out.push({ start: at, end: s.start < end ? s.start : end });
-    if (s.end > at) at = s.end;
-    if (at >= end) break;
-  }
-  if (at < end) out.push({ start: at, end });
-  return out.filter((h) => h.end > h.start);
-}
-
 const seconds = (list: readonly NsSpan[]) => list.reduce((n, s) => n + Number(s.end - s.start), 0) / 1e9;
 const span = (s: NsSpan): Span => ({ start: isoFromNs(s.start), end: isoFromNs(s.end), seconds: Number(s.end - s.start) / 1e9 });
 
@@ -194,7 +131,7 @@ async function streamSpans(deps: CoverageDeps, stream: StreamRecord, segments: r
     if (reader && summary) {
       const times = reader.entries(stream.id).map((e) => e.tsNs);
       times.push(summary.firstTsNs, summary.lastTsNs);
-      times.sort(cmp);
+      times.sort(cmpNs);
       out.push(...spansFromTimes(times, gapNs));
       continue;
     }

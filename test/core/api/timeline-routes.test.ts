@@ -12,7 +12,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Fastify from 'fastify';
-import { clipIntervals, gapsOf, intervalsFromTimes, mergeIntervals, timelineRoutes, type FailoverPeriod, type Timeline } from '../../../core/api/timeline-routes.js';
+import { timelineRoutes, type FailoverPeriod, type Timeline } from '../../../core/api/timeline-routes.js';
+import { clipSpans, holes, mergeSpans, spansFromTimes } from '../../../core/reports/spans.js';
 import { installErrorHandling } from '../../../core/api/http-errors.js';
 import { clearIndexReaderCache, indexFileNames } from '../../../core/index/segment-index.js';
 import { silentLogger } from '../../../core/logger.js';
@@ -43,14 +44,14 @@ async function api(t: { teardown(fn: () => unknown): void }, imp: Imported, fail
 }
 
 t.test('interval arithmetic: split at silences, merge, clip, and the gaps in between', async (t) => {
-  t.same(intervalsFromTimes([1n, 2n, 3n, 10n, 11n, 30n], 5n), [iv(1, 3), iv(10, 11), iv(30, 30)]);
-  t.same(intervalsFromTimes([], 5n), []);
-  t.same(mergeIntervals([iv(10, 20), iv(0, 5), iv(18, 30), iv(33, 40)], 2n), [iv(0, 5), iv(10, 30), iv(33, 40)], 'overlaps merge; 3 apart is a gap at threshold 2');
-  t.same(mergeIntervals([iv(10, 20), iv(0, 5), iv(18, 30), iv(33, 40)], 3n), [iv(0, 5), iv(10, 40)], '3 apart merges at threshold 3');
-  t.same(clipIntervals([iv(0, 5), iv(10, 40)], 3n, 12n), [iv(3, 5), iv(10, 12)]);
-  t.same(gapsOf([iv(3, 5), iv(10, 12)], 0n, 20n), [iv(0, 3), iv(5, 10), iv(12, 20)], 'head, middle and tail');
-  t.same(gapsOf([], 0n, 20n), [iv(0, 20)], 'nothing recorded: all gap');
-  t.same(gapsOf([iv(0, 20)], 0n, 20n), [], 'all recorded: no gap');
+  t.same(spansFromTimes([1n, 2n, 3n, 10n, 11n, 30n], 5n), [iv(1, 3), iv(10, 11), iv(30, 30)]);
+  t.same(spansFromTimes([], 5n), []);
+  t.same(mergeSpans([iv(10, 20), iv(0, 5), iv(18, 30), iv(33, 40)], 2n), [iv(0, 5), iv(10, 30), iv(33, 40)], 'overlaps merge; 3 apart is a gap at threshold 2');
+  t.same(mergeSpans([iv(10, 20), iv(0, 5), iv(18, 30), iv(33, 40)], 3n), [iv(0, 5), iv(10, 40)], '3 apart merges at threshold 3');
+  t.same(clipSpans([iv(0, 5), iv(10, 40)], 3n, 12n, true), [iv(3, 5), iv(10, 12)]);
+  t.same(holes([iv(3, 5), iv(10, 12)], 0n, 20n), [iv(0, 3), iv(5, 10), iv(12, 20)], 'head, middle and tail');
+  t.same(holes([], 0n, 20n), [iv(0, 20)], 'nothing recorded: all gap');
+  t.same(holes([iv(0, 20)], 0n, 20n), [], 'all recorded: no gap');
 });
 
 t.test('the lab capture: one camera, one interval from its first to its last RTP packet (manifest), no gaps', async (t) => {
